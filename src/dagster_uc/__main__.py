@@ -1,0 +1,3 @@
+from dagster_uc.cli import main
+
+main()
