@@ -1,0 +1,351 @@
+"""`deployment deploy`: plan (name, image, tag, documents), then build, push and roll out.
+
+The stages, in order: resolve the name → check the cluster's Dagster version → choose and
+reserve a never-used tag → build and push (outside the lock, so branches build in parallel)
+→ under the deploy lock, write the state and roll it out (see `rollout.apply_change`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dagster_uc import output
+from dagster_uc.errors import UsageError
+from dagster_uc.values import DeploymentRecord
+
+if TYPE_CHECKING:
+    from dagster_uc.config import Config
+    from dagster_uc.naming import DeploymentName
+    from dagster_uc.progress import Steps
+    from dagster_uc.session import Session
+    from dagster_uc.state import StateSnapshot
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    suffix: str | None = None
+    deployment_name: str | None = None
+    skip_build: bool = False
+    force: bool = False
+    reset_lock: bool = False
+    use_sudo: bool = False
+    dry_run: bool = False
+    wait: bool = True
+    timeout_s: float = 300
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    name: DeploymentName
+    repository: str
+    tag: str
+    entry: dict[str, Any]
+    new_location: bool
+    restart_dagster: bool
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    plan: DeployPlan
+    url: str | None
+    restarted: list[str]
+
+
+def deployer_identity() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def location_url(config: Config, ui_name: str) -> str | None:
+    if not config.dagster_gui_url:
+        return None
+    return f"{config.dagster_gui_url.rstrip('/')}/locations/{ui_name}/assets"
+
+
+def check_dagster_version(session: Session) -> None:
+    """Stop before anything changes when the cluster runs another Dagster version."""
+    from dagster_uc.instance import cluster_dagster_version
+
+    config = session.config
+    found = cluster_dagster_version(
+        session.client, config.namespace, config.dagster_daemon_deployment_name
+    )
+    if found.version is None:
+        output.warning(
+            f"Could not read the cluster's Dagster version ({found.source}); "
+            f"deploying for Dagster {config.dagster_version} without checking."
+        )
+        return
+    if found.version != config.dagster_version:
+        raise UsageError(
+            f"Dagster version mismatch: the config says {config.dagster_version} but the cluster "
+            f"runs {found.version} ({found.source}); set dagster_version to {found.version}."
+        )
+
+
+def recorded_tags(state: StateSnapshot, name: str) -> list[str]:
+    """Every tag the state ever recorded for `name`, including the entry's current one."""
+    from dagster_uc.values import entry_tag, find_entry
+
+    tags = list(state.history_of(name).tags)
+    entry = find_entry(state.values, name)
+    if entry is not None and entry_tag(entry):
+        tags.append(str(entry_tag(entry)))
+    return tags
+
+
+def latest_version_tag(tags: list[str], dagster_version: str) -> str | None:
+    from dagster_uc.versioning import parse_version_tag
+
+    numbered = [(n, t) for t in tags if (n := parse_version_tag(t, dagster_version)) is not None]
+    return max(numbered)[1] if numbered else None
+
+
+def reserve_tag(session: Session, name: str, registry_tags: list[str]) -> str:
+    """Choose the next tag and record it in the state (compare-and-swap), so no other deploy
+    of the same name, on any machine, can get it too."""
+    from dagster_uc.versioning import next_tag
+
+    chosen: dict[str, str] = {}
+
+    def take(state: StateSnapshot) -> StateSnapshot:
+        tag = next_tag(session.config.dagster_version, registry_tags, recorded_tags(state, name))
+        chosen["tag"] = tag
+        return state.with_history(name, state.history_of(name).with_tag(tag))
+
+    session.state.update(take)
+    return chosen["tag"]
+
+
+def deploy(
+    config: Config,
+    options: DeployOptions,
+    *,
+    cwd: Path,
+    steps: Steps,
+    session: Session | None = None,
+) -> DeployResult:
+    from dagster_uc.context import image_repository_for, resolve_deployment_name
+    from dagster_uc.lock import DeployLock
+    from dagster_uc.rollout import WaitTarget, apply_change
+    from dagster_uc.session import Session
+    from dagster_uc.values import build_entry, find_entry, upsert_entry
+
+    session = session or Session(config)
+    with steps.step("Checking the deployment"):
+        name = resolve_deployment_name(
+            config, cwd, suffix=options.suffix, explicit=options.deployment_name
+        )
+        repository = image_repository_for(config, name)
+        _check_build_inputs(config, cwd, options)
+        check_dagster_version(session)
+        state = session.state.read()
+        registry_tags = session.registry.list_tags(session.registry_path(repository))
+        steps.note(f"deployment {name.name} (Dagster UI: {name.ui_name}), image {repository}")
+
+    commit = _commit_or_none(cwd)
+    if options.skip_build:
+        tag = latest_version_tag(registry_tags, config.dagster_version)
+        if tag is None:
+            raise UsageError(
+                f"--skip-build needs an existing image, but {repository} has no tag for Dagster "
+                f"{config.dagster_version}; deploy once without --skip-build."
+            )
+    elif options.dry_run:
+        from dagster_uc.versioning import next_tag
+
+        tag = next_tag(config.dagster_version, registry_tags, recorded_tags(state, name.name))
+    else:
+        tag = reserve_tag(session, name.name, registry_tags)
+
+    record = DeploymentRecord(
+        tag=tag,
+        by=deployer_identity(),
+        at=now_iso(),
+        action="deploy",
+        commit=commit,
+        branch=name.branch_part or None,
+    )
+    entry = build_entry(config, name=name.name, repository=repository, tag=tag, record=record)
+    new_location = find_entry(state.values, name.name) is None
+    plan = DeployPlan(
+        name=name,
+        repository=repository,
+        tag=tag,
+        entry=entry,
+        new_location=new_location,
+        restart_dagster=new_location or options.force or config.cicd,
+    )
+    if options.dry_run:
+        print_plan(session, plan, state)
+        return DeployResult(plan, location_url(config, name.ui_name), [])
+
+    if not options.skip_build:
+        _build_and_push(config, plan, cwd, options, steps)
+
+    def change(current: StateSnapshot) -> StateSnapshot:
+        history = current.history_of(name.name).with_record(record)
+        return replace(current, values=upsert_entry(current.values, entry)).with_history(
+            name.name, history
+        )
+
+    lock = DeployLock(session.client, config.namespace, config.uc_deployment_semaphore_name)
+    with steps.step("Taking the deploy lock"):
+        lock.acquire(
+            force=options.reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")
+        )
+    try:
+        result = apply_change(
+            session,
+            change,
+            steps=steps,
+            wait_for=lambda _after: [WaitTarget(name.name, plan.image)],
+            wait=options.wait,
+            timeout_s=options.timeout_s,
+            force_restart=options.force or config.cicd,
+        )
+    finally:
+        lock.release()
+    return DeployResult(plan, location_url(config, name.ui_name), result.restarted)
+
+
+def print_plan(session: Session, plan: DeployPlan, state: StateSnapshot) -> None:
+    """What a deploy would do, with the diffs of both documents against the cluster."""
+    import difflib
+
+    from dagster_uc.helm import chart_source
+    from dagster_uc.state import dump_yaml
+    from dagster_uc.values import upsert_entry
+    from dagster_uc.workspace import workspace_yaml
+
+    config = session.config
+    after_values = upsert_entry(state.values, plan.entry)
+    chart = chart_source(config)
+    lines = [
+        f"Deployment:   {plan.name.name} (Dagster UI: {plan.name.ui_name})",
+        f"BRANCH_NAME:  {plan.name.branch_part}",
+        f"Image:        {plan.image}",
+        f"Location:     {'new (webserver and daemon will be reloaded)' if plan.new_location else 'existing (only its code server restarts)'}",
+        f"Chart:        {chart.ref}{' ' + chart.version if chart.version else ''}",
+        f"Release:      {config.helm_release_name} in {config.namespace} ({config.kubernetes_context})",
+        "",
+        f"Values ConfigMap {config.user_code_deployments_configmap_name}:",
+    ]
+    lines += _diff(dump_yaml(state.values), dump_yaml(after_values), difflib)
+    lines += ["", f"Workspace ConfigMap {config.dagster_workspace_yaml_configmap_name}:"]
+    lines += _diff(session.state.read_workspace() or "", workspace_yaml(after_values), difflib)
+    lines += ["", "Dry run: nothing was built, pushed or changed."]
+    output.result("\n".join(lines))
+
+
+def _diff(before: str, after: str, difflib: Any) -> list[str]:
+    diff = list(
+        difflib.unified_diff(
+            before.splitlines(), after.splitlines(), "cluster", "after deploy", lineterm=""
+        )
+    )
+    return diff or ["  (no change)"]
+
+
+def _git_branch_or_none(cwd: Path) -> str | None:
+    """The git branch as git names it (prune compares it with the remote's branches)."""
+    from dagster_uc import git
+    from dagster_uc.errors import DagsterUcError
+
+    try:
+        return git.current_branch(cwd)
+    except DagsterUcError:
+        return None
+
+
+def _commit_or_none(cwd: Path) -> str | None:
+    from dagster_uc import git
+    from dagster_uc.errors import DagsterUcError
+
+    try:
+        return git.head_commit(cwd)
+    except DagsterUcError:
+        return None
+
+
+def _check_build_inputs(config: Config, cwd: Path, options: DeployOptions) -> None:
+    """Bad build input is a usage error before anything runs anywhere."""
+    if options.skip_build:
+        return
+    from dagster_uc.build import BuildSecret, check_build_secrets, resolve_build_env_vars
+
+    root = (cwd / config.repository_root).resolve()
+    if not root.is_dir():
+        raise UsageError(
+            f"repository_root {root} is not a directory; fix repository_root in the config."
+        )
+    dockerfile = (root / config.dockerfile).resolve()
+    if not dockerfile.is_file():
+        raise UsageError(
+            f"The Dockerfile {dockerfile} does not exist; set dockerfile (relative to repository_root) in the config."
+        )
+    resolve_build_env_vars(config.docker_env_vars, os.environ)
+    check_build_secrets(
+        [BuildSecret(id=s.id, env=s.env, src=s.src) for s in config.docker_build_secrets],
+        os.environ,
+        str(root),
+    )
+
+
+def _build_and_push(
+    config: Config, plan: DeployPlan, cwd: Path, options: DeployOptions, steps: Steps
+) -> None:
+    from dagster_uc.build import BuildRequest, BuildSecret, Podman
+    from dagster_uc.registry import is_loopback
+
+    tls_verify = not (config.container_registry_insecure or is_loopback(config.container_registry))
+    podman = Podman()
+    if config.use_az_login:
+        from dagster_uc.azure import login_registry
+
+        with steps.step(f"Logging in to {config.container_registry} with az"):
+            helm = (
+                "helm"
+                if config.container_registry_chart_path and not config.helm_chart_path
+                else None
+            )
+            login_registry(
+                config.container_registry,
+                podman,
+                helm,
+                tls_verify=tls_verify,
+                use_sudo=options.use_sudo,
+            )
+    request = BuildRequest(
+        context_dir=str((cwd / config.repository_root).resolve()),
+        dockerfile=config.dockerfile,
+        image=plan.image,
+        branch_part=plan.name.branch_part,
+        env_vars=list(config.docker_env_vars),
+        build_secrets=[
+            BuildSecret(id=s.id, env=s.env, src=s.src) for s in config.docker_build_secrets
+        ],
+        use_sudo=options.use_sudo,
+        tls_verify=tls_verify,
+    )
+    with steps.step(f"Building image {plan.image}"):
+        podman.build(request)
+    with steps.step(f"Pushing image {plan.image}"):
+        podman.push(plan.image, tls_verify=tls_verify, use_sudo=options.use_sudo)

@@ -1,0 +1,84 @@
+"""`image prune`: registry garbage collection of deployment images, through the registry API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dagster_uc.values import entries, entry_tag
+
+if TYPE_CHECKING:
+    from dagster_uc.session import Session
+    from dagster_uc.versioning import PrunePlan
+
+
+@dataclass
+class RepositoryPrune:
+    repository: str
+    plan: PrunePlan
+    deleted: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "delete": [{"digest": d.digest, "tags": list(d.tags)} for d in self.plan.deletions],
+            "kept": list(self.plan.kept),
+            "skipped": [{"tag": s.tag, "reason": s.reason} for s in self.plan.skipped],
+            "deleted_manifests": list(self.deleted),
+        }
+
+
+def protected_tags(values: dict[str, Any], history: dict[str, Any]) -> dict[str, set[str]]:
+    """Per image repository (`host/prefix/name`): tags deployed now or in a recorded history window."""
+    protected: dict[str, set[str]] = {}
+    for entry in entries(values):
+        image = entry.get("image") or {}
+        repository = str(image.get("repository", ""))
+        tags = protected.setdefault(repository, set())
+        if entry_tag(entry):
+            tags.add(str(entry_tag(entry)))
+        record_history = history.get(entry["name"])
+        if record_history is not None:
+            tags.update(r.tag for r in record_history.records)
+    return protected
+
+
+def prune_images(session: Session, *, keep: int, dry_run: bool) -> list[RepositoryPrune]:
+    from dagster_uc.naming import image_repository
+    from dagster_uc.versioning import plan_image_prune
+
+    config = session.config
+    state = session.state.read()
+    protected = protected_tags(state.values, state.history)
+    for name, history in state.history.items():
+        repo = image_repository(config.container_registry, config.image_prefix, name)
+        protected.setdefault(repo, set()).update(r.tag for r in history.records)
+    prefix = session.registry_path(
+        image_repository(config.container_registry, config.image_prefix, "x")
+    )
+    prefix = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+    host = config.container_registry.rstrip("/")
+    if prefix:
+        repositories = session.registry.catalog(prefix)
+    else:
+        # Without an image prefix the registry holds other images too: only ours are touched.
+        known = {e["name"] for e in entries(state.values)} | set(state.history)
+        repositories = sorted(
+            session.registry_path(image_repository(config.container_registry, "", name))
+            for name in known
+        )
+    results = []
+    for repository in repositories:
+        tags = session.registry.list_tags(repository)
+        if not tags:
+            continue
+        digests = {tag: session.registry.manifest_digest(repository, tag) for tag in tags}
+        full = f"{host.split('/', 1)[0]}/{repository}"
+        plan = plan_image_prune(digests, keep, protected.get(full, set()))
+        result = RepositoryPrune(full, plan)
+        if not dry_run:
+            for deletion in plan.deletions:
+                session.registry.delete_manifest(repository, deletion.digest)
+                result.deleted.append(deletion.digest)
+        results.append(result)
+    return results

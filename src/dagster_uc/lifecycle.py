@@ -1,0 +1,397 @@
+"""The life of a code location after its first deploy: list, delete, revive, rollback, prune,
+check. Every command that changes the cluster takes the deploy lock and goes through
+`rollout.apply_change`, the same path `deploy` uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.values import (
+    DeploymentRecord,
+    entries,
+    entry_tag,
+    find_entry,
+    record_of,
+    remove_entries,
+    retag_entry,
+    upsert_entry,
+)
+
+if TYPE_CHECKING:
+    from dagster_uc.progress import Steps
+    from dagster_uc.rollout import ChangeResult, WaitTarget
+    from dagster_uc.session import Session
+    from dagster_uc.state import StateSnapshot
+
+STARTED_LINE = re.compile(r"Started Dagster code server")
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    name: str
+    ui_name: str
+    image: str
+    tag: str | None
+    deployed_at: str | None
+    deployed_by: str | None
+    commit: str | None
+    branch: str | None
+    ready: int
+    pods: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ui_name": self.ui_name,
+            "image": self.image,
+            "tag": self.tag,
+            "deployed_at": self.deployed_at,
+            "deployed_by": self.deployed_by,
+            "commit": self.commit,
+            "branch": self.branch,
+            "ready": self.ready,
+            "pods": self.pods,
+        }
+
+
+def rows_from_state(
+    values: dict[str, Any], readiness: dict[str, tuple[int, int]]
+) -> list[DeploymentRow]:
+    """Pure: one row per registered deployment, with what its record and pods tell."""
+    from dagster_uc.naming import ui_name
+
+    rows = []
+    for entry in entries(values):
+        record = record_of(entry)
+        image = entry.get("image") or {}
+        ready, total = readiness.get(entry["name"], (0, 0))
+        rows.append(
+            DeploymentRow(
+                name=entry["name"],
+                ui_name=ui_name(entry["name"]),
+                image=f"{image.get('repository', '')}:{image.get('tag', '')}",
+                tag=entry_tag(entry),
+                deployed_at=record.at if record else None,
+                deployed_by=record.by if record else None,
+                commit=record.commit if record else None,
+                branch=record.branch if record else None,
+                ready=ready,
+                pods=total,
+            )
+        )
+    return rows
+
+
+def list_deployments(session: Session) -> list[DeploymentRow]:
+    """Two API calls: the values ConfigMap and one pod list."""
+    from dagster_uc.pods import readiness_summary
+
+    values = session.state.read().values
+    names = [e["name"] for e in entries(values)]
+    readiness = readiness_summary(session.client, session.config.namespace, names) if names else {}
+    return rows_from_state(values, readiness)
+
+
+def resolve_names(values: dict[str, Any], requested: Iterable[str]) -> list[str]:
+    """Internal names for what the user typed (UI names with ':' accepted); unknown ones are an error."""
+    from dagster_uc.naming import name_from_user_input
+
+    known = {e["name"] for e in entries(values)}
+    names = []
+    for text in requested:
+        name = name_from_user_input(text)
+        if name not in known:
+            shown = ", ".join(sorted(known)) or "none"
+            raise UsageError(
+                f"There is no deployment named {text} on the cluster (deployed: {shown}); "
+                "see `dagster-uc deployment list`."
+            )
+        names.append(name)
+    return names
+
+
+def _record(
+    action: str, tag: str, *, commit: str | None = None, branch: str | None = None
+) -> DeploymentRecord:
+    from dagster_uc.deploy import deployer_identity, now_iso
+
+    return DeploymentRecord(
+        tag=tag, by=deployer_identity(), at=now_iso(), action=action, commit=commit, branch=branch
+    )
+
+
+def _locked(
+    session: Session,
+    steps: Steps,
+    change: Callable[[StateSnapshot], StateSnapshot | None],
+    *,
+    reset_lock: bool = False,
+    wait_for: Callable[[StateSnapshot], list[WaitTarget]] = lambda _s: [],
+    wait: bool = True,
+    timeout_s: float = 300,
+) -> ChangeResult:
+    from dagster_uc.lock import DeployLock
+    from dagster_uc.rollout import apply_change
+
+    config = session.config
+    lock = DeployLock(session.client, config.namespace, config.uc_deployment_semaphore_name)
+    with steps.step("Taking the deploy lock"):
+        lock.acquire(force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}"))
+    try:
+        return apply_change(
+            session, change, steps=steps, wait_for=wait_for, wait=wait, timeout_s=timeout_s
+        )
+    finally:
+        lock.release()
+
+
+def delete_deployments(
+    session: Session, names: list[str], *, steps: Steps, reset_lock: bool = False
+) -> list[str]:
+    """Remove `names` in one rollout; they must all exist (checked again under the lock)."""
+    wanted = set(names)
+
+    def change(state: StateSnapshot) -> StateSnapshot:
+        present = {e["name"] for e in entries(state.values)}
+        missing = wanted - present
+        if missing:
+            raise UsageError(
+                f"There is no deployment named {', '.join(sorted(missing))} on the cluster; "
+                "see `dagster-uc deployment list`."
+            )
+        result = replace(state, values=remove_entries(state.values, wanted))
+        for name in sorted(wanted):
+            entry = find_entry(state.values, name) or {}
+            tag = entry_tag(entry) or ""
+            result = result.with_history(
+                name, state.history_of(name).with_record(_record("delete", tag))
+            )
+        return result
+
+    _locked(session, steps, change, reset_lock=reset_lock)
+    return sorted(wanted)
+
+
+def _require_image(session: Session, repository: str, tag: str) -> None:
+    if not session.registry.tag_exists(session.registry_path(repository), tag):
+        raise UsageError(
+            f"Image {repository}:{tag} does not exist in the registry; "
+            "pick a tag from `dagster-uc deployment list` or the deployment's history."
+        )
+
+
+def revive(
+    session: Session,
+    name: str,
+    tag: str,
+    *,
+    steps: Steps,
+    wait: bool = True,
+    timeout_s: float = 300,
+) -> str:
+    """Deploy `name` again from an image tag already in the registry (no build)."""
+    from dagster_uc.naming import image_repository, name_from_user_input
+    from dagster_uc.rollout import WaitTarget
+    from dagster_uc.values import build_entry
+
+    config = session.config
+    internal = name_from_user_input(name)
+    state = session.state.read()
+    if find_entry(state.values, internal) is not None:
+        raise UsageError(
+            f"Deployment {internal} is already deployed; use `dagster-uc deployment rollback -n {internal} --to {tag}` instead."
+        )
+    repository = image_repository(config.container_registry, config.image_prefix, internal)
+    _require_image(session, repository, tag)
+    record = _record("revive", tag)
+    entry = build_entry(config, name=internal, repository=repository, tag=tag, record=record)
+
+    def change(current: StateSnapshot) -> StateSnapshot:
+        if find_entry(current.values, internal) is not None:
+            raise UsageError(
+                f"Deployment {internal} was deployed meanwhile by someone else; nothing changed."
+            )
+        return replace(current, values=upsert_entry(current.values, entry)).with_history(
+            internal, current.history_of(internal).with_record(record)
+        )
+
+    _locked(
+        session,
+        steps,
+        change,
+        wait_for=lambda _s: [WaitTarget(internal, f"{repository}:{tag}")],
+        wait=wait,
+        timeout_s=timeout_s,
+    )
+    return f"{repository}:{tag}"
+
+
+def rollback(
+    session: Session,
+    name: str,
+    to_tag: str | None,
+    *,
+    steps: Steps,
+    wait: bool = True,
+    timeout_s: float = 300,
+) -> tuple[str, str]:
+    """Point a deployed location back at an earlier tag; returns (from_tag, to_tag)."""
+    from dagster_uc.rollout import WaitTarget
+
+    state = session.state.read()
+    internal = resolve_names(state.values, [name])[0]
+    entry = find_entry(state.values, internal)
+    assert entry is not None
+    current = entry_tag(entry)
+    target = to_tag or state.history_of(internal).previous_tag(current)
+    if target is None:
+        raise UsageError(
+            f"Deployment {internal} has no earlier tag in its history; give one with --to TAG."
+        )
+    if target == current:
+        raise UsageError(f"Deployment {internal} already runs tag {target}; nothing to roll back.")
+    repository = str((entry.get("image") or {}).get("repository", ""))
+    _require_image(session, repository, target)
+    record = _record("rollback", target)
+
+    def change(snapshot: StateSnapshot) -> StateSnapshot:
+        existing = find_entry(snapshot.values, internal)
+        if existing is None:
+            raise UsageError(f"Deployment {internal} was deleted meanwhile; nothing changed.")
+        updated = retag_entry(existing, tag=target, record=record)
+        return replace(snapshot, values=upsert_entry(snapshot.values, updated)).with_history(
+            internal, snapshot.history_of(internal).with_record(record)
+        )
+
+    _locked(
+        session,
+        steps,
+        change,
+        wait_for=lambda _s: [WaitTarget(internal, f"{repository}:{target}")],
+        wait=wait,
+        timeout_s=timeout_s,
+    )
+    return str(current), target
+
+
+# --- prune ---------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise UsageError(
+            f"--older-than {text!r} is not a duration; use a number and a unit, e.g. 12h, 7d or 2w."
+        )
+    return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class PruneCandidate:
+    name: str
+    reason: str
+
+
+def plan_prune(
+    values: dict[str, Any],
+    *,
+    remote_branches: set[str] | None,
+    project: str | None,
+    environments: set[str],
+    older_than: dt.timedelta | None,
+    include_cicd: bool,
+    now: dt.datetime,
+) -> list[PruneCandidate]:
+    """Pure: which deployments prune removes, and why.
+
+    A branch is gone when the remote has no branch with the recorded name; deployments the
+    original tool made carry no record, so their name is compared with the names the remote's
+    branches would get. CI/CD (environment) deployments are kept unless `include_cicd`.
+    """
+    from dagster_uc.naming import PROJECT_SEPARATOR, sanitize
+
+    live_parts = {sanitize(b) for b in remote_branches or set()}
+    result = []
+    for entry in entries(values):
+        name = entry["name"]
+        record = record_of(entry)
+        branch_part = name.split(PROJECT_SEPARATOR, 1)[1] if PROJECT_SEPARATOR in name else name
+        if (
+            project is not None
+            and PROJECT_SEPARATOR in name
+            and not name.startswith(project + PROJECT_SEPARATOR)
+        ):
+            continue
+        is_cicd = record.cicd if record else branch_part in environments
+        if is_cicd and not include_cicd:
+            continue
+        if older_than is not None and record and record.at:
+            at = dt.datetime.fromisoformat(record.at.replace("Z", "+00:00"))
+            if now - at > older_than:
+                result.append(
+                    PruneCandidate(name, f"deployed {record.at}, older than {older_than}")
+                )
+                continue
+        if remote_branches is None or is_cicd:
+            continue
+        if record and record.branch:
+            if record.branch not in remote_branches:
+                result.append(
+                    PruneCandidate(name, f"branch {record.branch} no longer exists on the remote")
+                )
+        elif branch_part not in live_parts:
+            result.append(PruneCandidate(name, "no branch on the remote maps to this name"))
+    return result
+
+
+def prune(
+    session: Session,
+    candidates: list[PruneCandidate],
+    *,
+    steps: Steps,
+    dry_run: bool,
+) -> list[PruneCandidate]:
+    if dry_run or not candidates:
+        return candidates
+    delete_deployments(session, [c.name for c in candidates], steps=steps)
+    return candidates
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    started: bool
+    report: str
+
+
+def check(session: Session, name: str, *, timeout_s: float) -> CheckResult:
+    """Pod status and events, then the code server's log followed until it says it started."""
+    from dagster_uc.pods import diagnose, follow_logs_until, format_diagnosis, pods_for_deployment
+
+    state = session.state.read()
+    internal = resolve_names(state.values, [name])[0]
+    config = session.config
+    pods = pods_for_deployment(session.client, config.namespace, internal)
+    if not pods:
+        report = format_diagnosis(diagnose(session.client, config.namespace, internal))
+        return CheckResult(internal, False, f"No pod of {internal} exists yet.\n{report}")
+    newest = sorted(pods, key=lambda p: str(p.started_at or ""))[-1]
+    started = follow_logs_until(
+        session.client, config.namespace, newest.name, STARTED_LINE, timeout_s
+    )
+    report = format_diagnosis(diagnose(session.client, config.namespace, internal))
+    return CheckResult(internal, started, report)
+

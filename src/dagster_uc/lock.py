@@ -1,0 +1,274 @@
+"""The deploy lock: a coordination.k8s.io/v1 Lease, taken and renewed with compare-and-swap.
+
+Only one process changes the cluster state at a time, across machines. The Lease names its
+holder (user@host plus a per-process token) and expires unless renewed, so a killed deploy
+never locks the team out for longer than one lease duration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dagster_uc.errors import OperationError
+from dagster_uc.kube import api_error_code, api_errors
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+DEFAULT_LEASE_SECONDS = 30
+
+
+def holder_identity() -> str:
+    """`user@host` plus the process and a random token, so two deploys never share an identity."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} pid={os.getpid()} id={uuid.uuid4().hex[:8]}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    text = str(value).replace("Z", "+00:00")
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    """The Lease as seen at one moment."""
+
+    name: str
+    holder: str | None
+    acquired_at: dt.datetime | None
+    renewed_at: dt.datetime | None
+    lease_seconds: int
+    exists: bool
+
+    @property
+    def expires_at(self) -> dt.datetime | None:
+        if self.renewed_at is None:
+            return None
+        return self.renewed_at + dt.timedelta(seconds=self.lease_seconds)
+
+    def is_held(self, now: dt.datetime | None = None) -> bool:
+        expires = self.expires_at
+        return bool(self.holder) and expires is not None and expires > (now or _now())
+
+    def describe(self) -> str:
+        if not self.is_held():
+            return f"lock {self.name} is free"
+        since = self.acquired_at.strftime("%H:%M:%S UTC") if self.acquired_at else "unknown"
+        until = self.expires_at.strftime("%H:%M:%S UTC") if self.expires_at else "unknown"
+        return f"lock {self.name} is held by {self.holder} since {since} (expires {until} unless renewed)"
+
+
+def status_from_lease(name: str, lease: Any | None) -> LockStatus:
+    if lease is None or lease.spec is None:
+        return LockStatus(name, None, None, None, DEFAULT_LEASE_SECONDS, lease is not None)
+    spec = lease.spec
+    return LockStatus(
+        name=name,
+        holder=spec.holderIdentity or None,
+        acquired_at=_parse_time(spec.acquireTime),
+        renewed_at=_parse_time(spec.renewTime),
+        lease_seconds=int(spec.leaseDurationSeconds or DEFAULT_LEASE_SECONDS),
+        exists=True,
+    )
+
+
+class DeployLock:
+    """Acquire, renew and release the Lease named `name` in `namespace`."""
+
+    def __init__(
+        self,
+        client: Client,
+        namespace: str,
+        name: str,
+        *,
+        identity: str | None = None,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity or holder_identity()
+        self.lease_seconds = lease_seconds
+        self._lease: Any = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.lost = threading.Event()
+
+    def status(self) -> LockStatus:
+        return status_from_lease(self.name, self._read())
+
+    def try_acquire(self, *, force: bool = False) -> LockStatus | None:
+        """Take the lock if free, expired, ours, or `force`; else return who holds it."""
+        from lightkube import ApiError
+        from lightkube.models.coordination_v1 import LeaseSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.coordination_v1 import Lease
+
+        lease = self._read()
+        current = status_from_lease(self.name, lease)
+        if current.is_held() and current.holder != self.identity and not force:
+            return current
+        now = _now()
+        transitions = 0
+        if lease is not None and lease.spec is not None:
+            transitions = int(lease.spec.leaseTransitions or 0) + 1
+        spec = LeaseSpec(
+            holderIdentity=self.identity,
+            leaseDurationSeconds=self.lease_seconds,
+            acquireTime=now,
+            renewTime=now,
+            leaseTransitions=transitions,
+        )
+        try:
+            with api_errors(f"take the deploy lock {self.name}"):
+                if lease is None:
+                    self._lease = self.client.create(
+                        Lease(
+                            metadata=ObjectMeta(name=self.name, namespace=self.namespace),
+                            spec=spec,
+                        )
+                    )
+                else:
+                    lease.spec = spec
+                    self._lease = self.client.replace(lease)
+        except OperationError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ApiError) and api_error_code(cause) == 409:
+                return status_from_lease(self.name, self._read())
+            raise
+        return None
+
+    def acquire(
+        self,
+        *,
+        force: bool = False,
+        timeout_s: float | None = None,
+        on_wait: Callable[[LockStatus], None] | None = None,
+    ) -> None:
+        """Wait (polling with backoff) until the lock is ours, then keep renewing it."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = 0.2
+        last_holder: str | None = None
+        while True:
+            holder = self.try_acquire(force=force)
+            if holder is None:
+                self._start_renewing()
+                return
+            if on_wait is not None and holder.holder != last_holder:
+                on_wait(holder)
+            last_holder = holder.holder
+            if deadline is not None and time.monotonic() >= deadline:
+                raise OperationError(
+                    f"Timed out waiting for the deploy {holder.describe()}; "
+                    "retry later or use --reset-lock if that deploy is gone."
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.6, 2.0)
+
+    def release(self) -> None:
+        """Give the lock back if we still hold it (compare-and-swap; never frees someone else's)."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        release_lease(self.client, self.namespace, self.name, only_holder=self.identity)
+
+    def _start_renewing(self) -> None:
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, daemon=True, name="lease-renew")
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        interval = max(0.5, self.lease_seconds / 3)
+        while not self._stop.wait(interval):
+            try:
+                lease = self._read()
+                if (
+                    lease is None
+                    or lease.spec is None
+                    or lease.spec.holderIdentity != self.identity
+                ):
+                    self.lost.set()
+                    return
+                lease.spec.renewTime = _now()
+                self._lease = self.client.replace(lease)
+            except Exception:
+                continue
+
+    def _read(self) -> Any:
+        return read_lease(self.client, self.namespace, self.name)
+
+    @contextmanager
+    def held(
+        self,
+        *,
+        force: bool = False,
+        timeout_s: float | None = None,
+        on_wait: Callable[[LockStatus], None] | None = None,
+    ) -> Iterator[DeployLock]:
+        self.acquire(force=force, timeout_s=timeout_s, on_wait=on_wait)
+        try:
+            yield self
+        finally:
+            self.release()
+
+
+def read_lease(client: Client, namespace: str, name: str) -> Any:
+    from lightkube import ApiError
+    from lightkube.resources.coordination_v1 import Lease
+
+    with api_errors(f"read the deploy lock {name}"):
+        try:
+            return client.get(Lease, name, namespace=namespace)
+        except ApiError as exc:
+            if api_error_code(exc) == 404:
+                return None
+            raise
+
+
+def release_lease(client: Client, namespace: str, name: str, *, only_holder: str | None) -> bool:
+    """Clear the holder of the Lease; with `only_holder`, only if that identity holds it."""
+    from lightkube import ApiError
+
+    for _ in range(5):
+        lease = read_lease(client, namespace, name)
+        if lease is None or lease.spec is None or not lease.spec.holderIdentity:
+            return False
+        if only_holder is not None and lease.spec.holderIdentity != only_holder:
+            return False
+        lease.spec.holderIdentity = None
+        lease.spec.renewTime = None
+        lease.spec.acquireTime = None
+        try:
+            with api_errors(f"release the deploy lock {name}"):
+                client.replace(lease)
+            return True
+        except OperationError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ApiError) and api_error_code(cause) == 409:
+                continue
+            raise
+    return False

@@ -1,0 +1,226 @@
+"""The cluster state: the values ConfigMap (with the deployment history) and Dagster's workspace.
+
+Every write is a compare-and-swap on `resourceVersion`: the change is computed from what was
+read, written with that resourceVersion, and recomputed from a fresh read when another writer
+got there first (409 Conflict), so two deploys never lose each other's entry.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from dagster_uc.errors import OperationError
+from dagster_uc.kube import api_error_code, api_errors
+from dagster_uc.values import (
+    DeploymentHistory,
+    history_from_document,
+    history_to_document,
+)
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+    from dagster_uc.config import Config
+
+VALUES_KEY = "yaml"
+HISTORY_KEY = "dagster-uc-history.yaml"
+WORKSPACE_KEY = "workspace.yaml"
+MAX_ATTEMPTS = 12
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """What the values ConfigMap held at one resourceVersion (None: it does not exist yet)."""
+
+    values: dict[str, Any]
+    history: dict[str, DeploymentHistory] = field(default_factory=dict)
+    resource_version: str | None = None
+
+    def history_of(self, name: str) -> DeploymentHistory:
+        return self.history.get(name, DeploymentHistory())
+
+    def with_history(self, name: str, history: DeploymentHistory) -> StateSnapshot:
+        return replace(self, history={**self.history, name: history})
+
+
+def parse_values_text(text: str | None, *, source: str) -> dict[str, Any]:
+    import yaml
+
+    if not text:
+        return {"deployments": []}
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise OperationError(f"The values document in {source} is not valid YAML: {exc}.") from exc
+    if document is None:
+        return {"deployments": []}
+    if not isinstance(document, dict):
+        raise OperationError(f"The values document in {source} is not a YAML mapping.")
+    document.setdefault("deployments", [])
+    return document
+
+
+def dump_yaml(document: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+
+
+class ClusterState:
+    """Reads and writes the ConfigMaps dagster-uc keeps in the Dagster namespace."""
+
+    def __init__(self, client: Client, config: Config) -> None:
+        self.client = client
+        self.config = config
+        self.namespace = config.namespace
+        self.values_name = config.user_code_deployments_configmap_name
+        self.workspace_name = config.dagster_workspace_yaml_configmap_name
+
+    def read(self) -> StateSnapshot:
+        configmap = self._get(self.values_name, f"read ConfigMap {self.values_name}")
+        if configmap is None:
+            return StateSnapshot(values=self._initial_values())
+        return self._snapshot(configmap)
+
+    def update(
+        self, change: Callable[[StateSnapshot], StateSnapshot | None]
+    ) -> tuple[StateSnapshot, StateSnapshot]:
+        """Apply `change` to the current state with compare-and-swap; returns (before, after).
+
+        `change` may be called several times (once per conflict) and must be pure. Returning
+        None means "nothing to write".
+        """
+        from lightkube import ApiError
+
+        for attempt in range(MAX_ATTEMPTS):
+            configmap = self._get(self.values_name, f"read ConfigMap {self.values_name}")
+            before = (
+                self._snapshot(configmap)
+                if configmap is not None
+                else StateSnapshot(values=self._initial_values())
+            )
+            after = change(before)
+            if after is None:
+                return before, before
+            try:
+                written = self._write_values(configmap, after)
+            except ApiError as exc:
+                if api_error_code(exc) == 409:
+                    _backoff(attempt)
+                    continue
+                raise OperationError(
+                    f"Could not write ConfigMap {self.values_name}: {exc.status.message}."
+                ) from exc
+            return before, replace(after, resource_version=written)
+        raise OperationError(
+            f"ConfigMap {self.values_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
+        )
+
+    def read_workspace(self) -> str | None:
+        configmap = self._get(self.workspace_name, f"read ConfigMap {self.workspace_name}")
+        if configmap is None:
+            return None
+        return (configmap.data or {}).get(WORKSPACE_KEY)
+
+    def write_workspace(self, text: str) -> bool:
+        """Make the workspace ConfigMap hold `text`; True when it had to change."""
+        from lightkube import ApiError
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ConfigMap
+
+        for attempt in range(MAX_ATTEMPTS):
+            configmap = self._get(self.workspace_name, f"read ConfigMap {self.workspace_name}")
+            try:
+                if configmap is None:
+                    self.client.create(
+                        ConfigMap(
+                            metadata=ObjectMeta(name=self.workspace_name, namespace=self.namespace),
+                            data={WORKSPACE_KEY: text},
+                        )
+                    )
+                    return True
+                if (configmap.data or {}).get(WORKSPACE_KEY) == text:
+                    return False
+                configmap.data = {**(configmap.data or {}), WORKSPACE_KEY: text}
+                self.client.replace(configmap)
+                return True
+            except ApiError as exc:
+                if api_error_code(exc) == 409:
+                    _backoff(attempt)
+                    continue
+                raise OperationError(
+                    f"Could not write ConfigMap {self.workspace_name}: {exc.status.message}."
+                ) from exc
+        raise OperationError(
+            f"ConfigMap {self.workspace_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
+        )
+
+    def _initial_values(self) -> dict[str, Any]:
+        from dagster_uc.values import empty_values
+
+        return empty_values(self.config)
+
+    def _snapshot(self, configmap: Any) -> StateSnapshot:
+        import yaml
+
+        data = configmap.data or {}
+        values = parse_values_text(
+            data.get(VALUES_KEY), source=f"ConfigMap {self.values_name} (key {VALUES_KEY})"
+        )
+        try:
+            history_doc = yaml.safe_load(data.get(HISTORY_KEY) or "") or {}
+        except yaml.YAMLError:
+            history_doc = {}
+        return StateSnapshot(
+            values=values,
+            history=history_from_document(history_doc if isinstance(history_doc, dict) else {}),
+            resource_version=configmap.metadata.resourceVersion,
+        )
+
+    def _write_values(self, configmap: Any, state: StateSnapshot) -> str:
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ConfigMap
+
+        data = {
+            VALUES_KEY: dump_yaml(state.values),
+            HISTORY_KEY: dump_yaml(history_to_document(state.history)),
+        }
+        if configmap is None:
+            created = self.client.create(
+                ConfigMap(
+                    metadata=ObjectMeta(
+                        name=self.values_name,
+                        namespace=self.namespace,
+                        labels={"app.kubernetes.io/managed-by": "dagster-uc"},
+                    ),
+                    data=data,
+                )
+            )
+            return _resource_version(created)
+        configmap.data = {**(configmap.data or {}), **data}
+        return _resource_version(self.client.replace(configmap))
+
+    def _get(self, name: str, action: str) -> Any:
+        from lightkube import ApiError
+        from lightkube.resources.core_v1 import ConfigMap
+
+        with api_errors(action):
+            try:
+                return self.client.get(ConfigMap, name, namespace=self.namespace)
+            except ApiError as exc:
+                if api_error_code(exc) == 404:
+                    return None
+                raise
+
+
+def _resource_version(obj: Any) -> str:
+    return str(obj.metadata.resourceVersion if obj.metadata else "")
+
+
+def _backoff(attempt: int) -> None:
+    """Jittered exponential backoff between compare-and-swap attempts (max ~1 s)."""
+    time.sleep(min(1.0, 0.02 * (2**attempt)) * (0.5 + random.random()))

@@ -1,0 +1,1 @@
+"""The local test stack: Kubernetes API emulator, tools, registry, chart (not shipped)."""

@@ -1,0 +1,1 @@
+pytest_plugins = ["stack.pytest_plugin"]

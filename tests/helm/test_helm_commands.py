@@ -1,0 +1,180 @@
+"""Pure parts of the Helm adapter: chart source, command lines, error text, history parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from dagster_uc.errors import UsageError
+from dagster_uc.helm import (
+    ChartSource,
+    HelmOptions,
+    chart_source,
+    helm_error_text,
+    is_loopback_host,
+    parse_history,
+    parse_major_version,
+    registry_login_command,
+    template_command,
+    upgrade_command,
+)
+
+
+@dataclass
+class Cfg:
+    helm_chart_path: str | None = None
+    container_registry_chart_path: str | None = None
+    container_registry: str = "myacr.azurecr.io"
+    container_registry_insecure: bool = False
+    helm_chart_repository: str = "https://dagster-io.github.io/helm"
+    helm_chart_name: str = "dagster-user-deployments"
+    dagster_version: str = "1.8.4"
+    use_latest_chart_version: bool = False
+    kubernetes_context: str = "ctx"
+    namespace: str = "dagster"
+    helm_disable_openapi_validation: bool = False
+    helm_skip_schema_validation: bool = False
+
+
+def test_chart_source_defaults_to_repository_pinned_to_dagster_version() -> None:
+    assert chart_source(Cfg()) == ChartSource(
+        ref="dagster-user-deployments",
+        version="1.8.4",
+        repo_url="https://dagster-io.github.io/helm",
+        plain_http=False,
+    )
+
+
+def test_chart_source_latest_has_no_version() -> None:
+    assert chart_source(Cfg(use_latest_chart_version=True)).version is None
+
+
+def test_chart_source_oci_path() -> None:
+    src = chart_source(Cfg(container_registry_chart_path="/charts/dagster-user-deployments"))
+    assert src == ChartSource("oci://myacr.azurecr.io/charts/dagster-user-deployments", "1.8.4")
+
+
+@pytest.mark.parametrize(
+    ("registry", "insecure", "plain"),
+    [
+        ("localhost:5000", False, True),
+        ("127.0.0.1:41234/team", False, True),
+        ("[::1]:5000", False, True),
+        ("registry.internal:5000", True, True),
+        ("registry.internal:5000", False, False),
+    ],
+)
+def test_chart_source_oci_plain_http(registry: str, insecure: bool, plain: bool) -> None:
+    src = chart_source(
+        Cfg(
+            container_registry=registry,
+            container_registry_insecure=insecure,
+            container_registry_chart_path="charts/c",
+        )
+    )
+    assert src.plain_http is plain
+    assert src.ref == f"oci://{registry}/charts/c"
+
+
+def test_local_path_wins_and_has_no_version() -> None:
+    src = chart_source(
+        Cfg(helm_chart_path="/charts/c.tgz", container_registry_chart_path="charts/c")
+    )
+    assert src == ChartSource("/charts/c.tgz")
+    assert src.is_local
+    cmd = upgrade_command(HelmOptions("ctx", "ns"), 3, "rel", src, "/v.yaml")
+    assert "--version" not in cmd and "--repo" not in cmd
+
+
+def test_is_loopback_host() -> None:
+    assert is_loopback_host("localhost")
+    assert is_loopback_host("127.0.0.2:80")
+    assert not is_loopback_host("example.com:5000")
+    assert not is_loopback_host("10.0.0.1:5000")
+
+
+def test_upgrade_command_full() -> None:
+    opts = HelmOptions(
+        kube_context="kind-x",
+        namespace="dagster",
+        kubeconfig="/k/config",
+        binary="helm3",
+        disable_openapi_validation=True,
+        skip_schema_validation=True,
+    )
+    src = ChartSource("oci://localhost:5000/charts/c", "1.8.4", None, True)
+    cmd = upgrade_command(opts, 3, "dagster-user-code", src, "/tmp/v.yaml", timeout_s=90, wait=True)
+    assert cmd == [
+        "helm3", "upgrade", "--install", "dagster-user-code", "oci://localhost:5000/charts/c",
+        "-n", "dagster", "--kube-context", "kind-x", "--kubeconfig", "/k/config",
+        "--values", "/tmp/v.yaml", "--version", "1.8.4", "--plain-http",
+        "--disable-openapi-validation", "--skip-schema-validation",
+        "--wait", "--timeout", "90s", "-o", "json",
+    ]  # fmt: skip
+
+
+def test_upgrade_command_helm4_wait_and_repo() -> None:
+    src = ChartSource("dagster-user-deployments", "1.8.4", "https://charts.example", False)
+    cmd = upgrade_command(HelmOptions("c", "n"), 4, "r", src, "/v.yaml", wait=True)
+    assert "--wait=watcher" in cmd and "--wait" not in cmd
+    assert cmd[cmd.index("--repo") + 1] == "https://charts.example"
+    assert "--kubeconfig" not in cmd and "--timeout" not in cmd
+
+
+def test_upgrade_command_no_wait_by_default() -> None:
+    cmd = upgrade_command(HelmOptions("c", "n"), 4, "r", ChartSource("/c"), "/v.yaml")
+    assert not any(a.startswith("--wait") for a in cmd)
+
+
+def test_template_command() -> None:
+    cmd = template_command(
+        HelmOptions("c", "n", skip_schema_validation=True), "r", ChartSource("x", "1", "u"), "/v"
+    )
+    assert cmd == [
+        "helm", "template", "r", "x", "-n", "n", "--values", "/v", "--version", "1",
+        "--repo", "u", "--skip-schema-validation",
+    ]  # fmt: skip
+
+
+def test_registry_login_command_per_major() -> None:
+    assert registry_login_command("helm", 4, "localhost:5000", "u", plain_http=True)[-1] == (
+        "--plain-http"
+    )
+    assert registry_login_command("helm", 3, "localhost:5000", "u", plain_http=True)[-1] == (
+        "--insecure"
+    )
+    cmd = registry_login_command("helm", 3, "r.io", "u")
+    assert cmd == ["helm", "registry", "login", "r.io", "--username", "u", "--password-stdin"]
+
+
+def test_parse_major_version() -> None:
+    assert parse_major_version("v3.17.2+gcc0bbbd\n") == 3
+    assert parse_major_version("v4.1.4+g05fa379") == 4
+    with pytest.raises(UsageError):
+        parse_major_version("garbage")
+
+
+def test_helm_error_text_keeps_helms_error_lines() -> None:
+    stderr = (
+        "walk.go:75: found symbolic link in path\n"
+        'Error: UPGRADE FAILED: template: x.yaml:3:4: executing "x" at <.Values.a>: nil pointer\n'
+    )
+    assert helm_error_text(stderr) == (
+        'UPGRADE FAILED: template: x.yaml:3:4: executing "x" at <.Values.a>: nil pointer'
+    )
+    assert helm_error_text("something odd\n") == "something odd"
+    assert helm_error_text("", "") == "no error output"
+
+
+def test_parse_history() -> None:
+    text = (
+        '[{"revision":2,"updated":"2024-01-01T00:00:00Z","status":"deployed",'
+        '"chart":"c-1.8.4","app_version":"1.8.4","description":"Upgrade complete"},'
+        '{"revision":1,"updated":"x","status":"superseded","chart":"c-1.8.4",'
+        '"app_version":"1.8.4","description":"Install complete"}]'
+    )
+    revs = parse_history(text)
+    assert [r.revision for r in revs] == [1, 2]
+    assert revs[-1].status == "deployed"
+    assert parse_history("") == []
