@@ -63,7 +63,7 @@ def _htpasswd_line(username: str, password: str) -> str:
             text=True,
         )
         return out.stdout.strip()
-    import bcrypt  # type: ignore[import-not-found]
+    import bcrypt
 
     return f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}"
 
@@ -462,9 +462,15 @@ class PaginatingProxy:
     """
 
     def __init__(
-        self, upstream: str, *, max_page: int = 100, default_page: int | None = 100
+        self,
+        upstream: str,
+        *,
+        max_page: int = 100,
+        default_page: int | None = 100,
+        page_tags: bool = True,
     ) -> None:
         self.upstream = upstream.rstrip("/")
+        self.page_tags = page_tags
         self.max_page = max_page
         self.default_page = default_page
         self.faults: list[Fault] = []
@@ -475,6 +481,9 @@ class PaginatingProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # one write per response, no Nagle: otherwise delayed ACKs add ~40 ms per request
+            disable_nagle_algorithm = True
+            wbufsize = 1 << 16
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -488,6 +497,7 @@ class PaginatingProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+                self.wfile.flush()
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -497,6 +507,7 @@ class PaginatingProxy:
                 if fault is not None:
                     if fault.close_connection:
                         self.close_connection = True
+                        self.wfile.flush()
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
                     error = {"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}
@@ -508,7 +519,11 @@ class PaginatingProxy:
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 split = urllib.parse.urlsplit(self.path)
-                is_tags = split.path.startswith("/v2/") and split.path.endswith("/tags/list")
+                is_tags = (
+                    proxy.page_tags
+                    and split.path.startswith("/v2/")
+                    and split.path.endswith("/tags/list")
+                )
                 upstream_path = split.path if is_tags else self.path
                 answer = proxy._client.request(
                     self.command, proxy.upstream + upstream_path, headers=headers, content=body

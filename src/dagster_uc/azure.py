@@ -104,6 +104,18 @@ def _parse_token(stdout: str) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
+def _helm_supports(helm: str, flag: str, env: Mapping[str, str] | None) -> bool:
+    proc = subprocess.run(
+        [helm, "registry", "login", "--help"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env=dict(env) if env is not None else None,
+        check=False,
+    )
+    return flag in proc.stdout
+
+
 def helm_registry_login(
     helm: str,
     registry: str,
@@ -112,29 +124,40 @@ def helm_registry_login(
     tls_verify: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> None:
-    """``helm registry login`` with the password on stdin."""
+    """``helm registry login`` with the password on stdin.
+
+    Without TLS verification: ``--insecure``; when the registry answers in plain HTTP and this
+    Helm has ``--plain-http`` (Helm 4), once more with that flag (Helm 3 falls back by itself).
+    """
     if shutil.which(helm, path=(env or os.environ).get("PATH")) is None:
         raise UsageError(
             f"helm is not installed (or not on PATH): {helm}; install Helm 3 or 4 and try again."
         )
     host = registry_host(registry)
-    argv = [helm, "registry", "login", host, "--username", username, "--password-stdin"]
-    if not tls_verify:
-        argv.append("--insecure")
-    proc = subprocess.run(
-        argv,
-        input=password + "\n",
-        capture_output=True,
-        text=True,
-        errors="replace",
-        env=dict(env) if env is not None else None,
-        check=False,
-    )
-    if proc.returncode != 0:
-        detail = _last_line(proc.stderr or proc.stdout).replace(password, "***")
-        raise OperationError(
-            f"helm registry login to {host} failed (exit {proc.returncode}): {detail}"
+    base = [helm, "registry", "login", host, "--username", username, "--password-stdin"]
+    attempts = [base] if tls_verify else [[*base, "--insecure"], [*base, "--plain-http"]]
+    for index, argv in enumerate(attempts):
+        proc = subprocess.run(
+            argv,
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=dict(env) if env is not None else None,
+            check=False,
         )
+        if proc.returncode == 0:
+            return
+        output = proc.stderr or proc.stdout
+        retry = (
+            index + 1 < len(attempts)
+            and "HTTP response to HTTPS client" in output
+            and _helm_supports(helm, "--plain-http", env)
+        )
+        if not retry:
+            break
+    detail = _last_line(output).replace(password, "***")
+    raise OperationError(f"helm registry login to {host} failed (exit {proc.returncode}): {detail}")
 
 
 def login_registry(

@@ -188,17 +188,23 @@ def build_command(req: BuildRequest, resolved_env: Mapping[str, str]) -> list[st
     return _sudo_prefix(req.use_sudo, preserve) + cmd
 
 
-def push_command(image: str, tls_verify: bool = True, use_sudo: bool = False) -> list[str]:
+def push_command(
+    image: str, tls_verify: bool = True, use_sudo: bool = False, preserve_env: Iterable[str] = ()
+) -> list[str]:
     """The ``podman push`` argument list."""
-    return [*_sudo_prefix(use_sudo, []), PODMAN, "push", *_tls_args(tls_verify), image]
+    return [*_sudo_prefix(use_sudo, preserve_env), PODMAN, "push", *_tls_args(tls_verify), image]
 
 
 def login_command(
-    registry: str, username: str, tls_verify: bool = True, use_sudo: bool = False
+    registry: str,
+    username: str,
+    tls_verify: bool = True,
+    use_sudo: bool = False,
+    preserve_env: Iterable[str] = (),
 ) -> list[str]:
     """The ``podman login`` argument list; the password is read from stdin."""
     return [
-        *_sudo_prefix(use_sudo, []),
+        *_sudo_prefix(use_sudo, preserve_env),
         PODMAN,
         "login",
         "--username",
@@ -367,7 +373,9 @@ class Podman:
                 f"The Dockerfile {dockerfile} does not exist; set dockerfile (relative to repository_root) in the config."
             )
         secrets = check_build_secrets(req.build_secrets, environ, context)
-        checked = replace(req, build_secrets=secrets)
+        checked = replace(
+            req, build_secrets=secrets, extra_env={**self.extra_env, **(req.extra_env or {})}
+        )
         argv = self._argv(build_command(checked, resolved), req.use_sudo)
         secret_values = [*resolved.values(), *(environ[s.env] for s in secrets if s.env)]
         result = self._run(argv, {**environ, **resolved}, secret_values, on_output)
@@ -384,7 +392,7 @@ class Podman:
         on_output: OutputCallback | None = None,
     ) -> None:
         """``podman push`` of a local image to its registry."""
-        argv = self._argv(push_command(image, tls_verify, use_sudo), use_sudo)
+        argv = self._argv(push_command(image, tls_verify, use_sudo, self.extra_env), use_sudo)
         result = self._run(argv, self._env(), [], on_output)
         if result.returncode != 0:
             raise OperationError(
@@ -401,7 +409,9 @@ class Podman:
         on_output: OutputCallback | None = None,
     ) -> None:
         """``podman login`` with the password on stdin (never on the command line)."""
-        argv = self._argv(login_command(registry, username, tls_verify, use_sudo), use_sudo)
+        argv = self._argv(
+            login_command(registry, username, tls_verify, use_sudo, self.extra_env), use_sudo
+        )
         result = self._run(
             argv,
             self._env(),

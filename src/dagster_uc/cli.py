@@ -54,7 +54,7 @@ class GlobalOptions:
     verbose: bool = False
 
 
-_options = GlobalOptions()
+options = GlobalOptions()
 
 OutputOption = Annotated[
     OutputFormat,
@@ -79,8 +79,11 @@ def run(function: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         output.error("Interrupted.")
         raise typer.Exit(130) from None
-    except typer.Exit:
+    except (typer.Exit, typer.BadParameter):
         raise
+    except typer.Abort:
+        output.error("Aborted.")
+        raise typer.Exit(130) from None
     except Exception as exc:
         if output.is_verbose():
             traceback.print_exc()
@@ -94,7 +97,7 @@ def load() -> LoadedConfig:
     """The configuration of the selected environment; its `verbose` turns on verbosity."""
     from dagster_uc.config import load_config
 
-    loaded = load_config(_options.environment, _options.config_file)
+    loaded = load_config(options.environment, options.config_file)
     if loaded.config.verbose:
         output.set_verbose(True)
     return loaded
@@ -132,10 +135,10 @@ def root(
     ] = False,
 ) -> None:
     """Deploy any git branch as its own Dagster code location on Kubernetes."""
-    _options.environment = environment
-    _options.config_file = config_file
-    _options.verbose = verbose or _env_verbose()
-    output.set_verbose(_options.verbose)
+    options.environment = environment
+    options.config_file = config_file
+    options.verbose = verbose or _env_verbose()
+    output.set_verbose(options.verbose)
 
 
 @app.command("init-config")
@@ -156,12 +159,14 @@ def init_config(
 
         if file.exists() and not force:
             raise UsageError(f"{file} already exists; pass --force to overwrite it.")
-        if no_input:
-            environment, values = _options.environment, {}
-        else:
+        environment: str = options.environment
+        values: dict[str, Any] = {}
+        if not no_input:
             try:
                 environment, values = init.ask(typer.prompt, typer.confirm)
             except typer.Abort:
+                if output.is_tty(sys.stdin):
+                    raise KeyboardInterrupt from None
                 raise UsageError(
                     "init-config stopped before all questions were answered; "
                     "use --no-input to write a template instead."
@@ -223,7 +228,9 @@ def show_config(
 def deployment_name(
     branch: Annotated[
         str | None,
-        typer.Option("--branch", help="Compute the name for this branch instead of the checkout's."),
+        typer.Option(
+            "--branch", help="Compute the name for this branch instead of the checkout's."
+        ),
     ] = None,
     suffix: Annotated[
         str | None,
@@ -257,6 +264,381 @@ def deployment_name(
         output.result(f"UI name:          {info['ui_name']}")
         output.result(f"BRANCH_NAME:      {info['branch_name']}")
         output.result(f"image repository: {info['image_repository']}")
+
+    run(body)
+
+
+image_app = typer.Typer(
+    name="image",
+    help="Manage deployment images in the registry.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+lock_app = typer.Typer(
+    name="lock",
+    help="Inspect or release the deploy lock.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(image_app)
+app.add_typer(lock_app)
+
+NameOption = Annotated[
+    str | None,
+    typer.Option("--name", "-n", help="Deployment name (the UI name with ':' works too)."),
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the code server to be ready.")
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Wait for the code server to be ready.")
+]
+
+
+def _steps() -> Any:
+    from dagster_uc.progress import Steps
+
+    return Steps(total=8)
+
+
+def _session(loaded: LoadedConfig) -> Any:
+    from dagster_uc.session import Session
+
+    return Session(loaded.config)
+
+
+@deployment_app.command("deploy")
+def deployment_deploy(
+    suffix: Annotated[
+        str | None,
+        typer.Option("--deployment-name-suffix", "-s", help="Appended to the branch part."),
+    ] = None,
+    explicit: Annotated[
+        str | None,
+        typer.Option("--deployment-name", "-n", help="Use this name instead of the computed one."),
+    ] = None,
+    skip_build: Annotated[
+        bool, typer.Option("--skip-build", "-b", help="Deploy the newest existing image.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Always reload Dagster's webserver and daemon.")
+    ] = False,
+    reset_lock: Annotated[
+        bool, typer.Option("--reset-lock", "-r", help="Take over the deploy lock at once.")
+    ] = False,
+    use_sudo: Annotated[
+        bool, typer.Option("--use-sudo", "-u", help="Run podman with sudo.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and the diffs; change nothing.")
+    ] = False,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 300,
+) -> None:
+    """Build the checked-out branch, push it with a new tag and roll it out as a code location."""
+
+    def body() -> None:
+        from dagster_uc.deploy import DeployOptions, deploy
+        from dagster_uc.rollout import RolloutFailed
+
+        loaded = load()
+        deploy_options = DeployOptions(
+            suffix=suffix,
+            deployment_name=explicit,
+            skip_build=skip_build,
+            force=force,
+            reset_lock=reset_lock,
+            use_sudo=use_sudo,
+            dry_run=dry_run,
+            wait=wait,
+            timeout_s=timeout,
+        )
+        try:
+            result = deploy(loaded.config, deploy_options, cwd=Path.cwd(), steps=_steps())
+        except RolloutFailed as exc:
+            output.result(exc.diagnosis)
+            raise
+        if dry_run:
+            return
+        plan = result.plan
+        state = "rolled out" if not wait else "is up"
+        output.success(f"Code location {plan.name.ui_name} {state} with image {plan.image}.")
+        if result.restarted:
+            output.info("Reloaded " + ", ".join(result.restarted) + ".")
+        if result.url:
+            output.result(result.url)
+
+    run(body)
+
+
+@deployment_app.command("list")
+def deployment_list(output_format: OutputOption = OutputFormat.text) -> None:
+    """List the deployments registered on the cluster."""
+
+    def body() -> None:
+        from dagster_uc.lifecycle import list_deployments
+
+        rows = list_deployments(_session(load()))
+        if output_format is OutputFormat.json:
+            output.print_json([row.to_json() for row in rows])
+            return
+        if not rows:
+            output.result("No deployments are registered on the cluster.")
+            return
+        header = ("NAME", "UI NAME", "TAG", "DEPLOYED", "BY", "COMMIT", "READY")
+        table = [header] + [
+            (
+                r.name,
+                r.ui_name,
+                r.tag or "-",
+                r.deployed_at or "-",
+                r.deployed_by or "-",
+                (r.commit or "-")[:10],
+                f"{r.ready}/{r.pods}",
+            )
+            for r in rows
+        ]
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+        for row in table:
+            output.result(
+                "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
+
+    run(body)
+
+
+@deployment_app.command("delete")
+def deployment_delete(
+    name: NameOption = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="Delete the deployment of this branch.")
+    ] = None,
+    delete_all: Annotated[
+        bool, typer.Option("--all", "-a", help="Delete every deployment.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    reset_lock: Annotated[
+        bool, typer.Option("--reset-lock", "-r", help="Take over the deploy lock at once.")
+    ] = False,
+) -> None:
+    """Delete a deployment (default: the current branch's)."""
+
+    def body() -> None:
+        from dagster_uc.context import resolve_deployment_name
+        from dagster_uc.lifecycle import delete_deployments, resolve_names
+        from dagster_uc.values import entries
+
+        if sum(x is not None and x is not False for x in (name, branch, delete_all)) > 1:
+            raise UsageError("Give only one of --name, --branch and --all.")
+        loaded = load()
+        session = _session(loaded)
+        values = session.state.read().values
+        if delete_all:
+            names = [e["name"] for e in entries(values)]
+            if not names:
+                output.result("No deployments are registered on the cluster; nothing to delete.")
+                return
+            if not yes and not typer.confirm(
+                f"Delete all {len(names)} deployments ({', '.join(names)})?", default=False
+            ):
+                raise UsageError("Nothing was deleted.")
+        elif name is not None:
+            names = resolve_names(values, [name])
+        else:
+            computed = resolve_deployment_name(loaded.config, Path.cwd(), branch=branch)
+            names = resolve_names(values, [computed.name])
+        deleted = delete_deployments(session, names, steps=_steps(), reset_lock=reset_lock)
+        output.success("Deleted " + ", ".join(deleted) + ".")
+
+    run(body)
+
+
+@deployment_app.command("revive")
+def deployment_revive(
+    name: Annotated[str, typer.Option("--name", "-n", help="Deployment name to bring back.")],
+    tag: Annotated[str, typer.Option("--tag", "-t", help="Existing image tag to deploy.")],
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 300,
+) -> None:
+    """Deploy a removed deployment again from an image tag already in the registry."""
+
+    def body() -> None:
+        from dagster_uc.lifecycle import revive
+
+        image = revive(_session(load()), name, tag, steps=_steps(), wait=wait, timeout_s=timeout)
+        output.success(f"Revived {name} with image {image}.")
+
+    run(body)
+
+
+@deployment_app.command("check")
+def deployment_check(
+    name: NameOption = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", "-t", help="Seconds to follow the log.")
+    ] = 60,
+) -> None:
+    """Show pod status and events, and follow the log until the code server has started."""
+
+    def body() -> None:
+        from dagster_uc.context import resolve_deployment_name
+        from dagster_uc.lifecycle import check
+
+        loaded = load()
+        target = name or resolve_deployment_name(loaded.config, Path.cwd()).name
+        result = check(_session(loaded), target, timeout_s=timeout)
+        output.result(result.report)
+        if not result.started:
+            from dagster_uc.errors import OperationError
+
+            raise OperationError(
+                f"The code server of {result.name} did not report that it started within {timeout:g} s."
+            )
+        output.success(f"The code server of {result.name} is up.")
+
+    run(body)
+
+
+@deployment_app.command("rollback")
+def deployment_rollback(
+    name: Annotated[str, typer.Option("--name", "-n", help="Deployment to roll back.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Tag to go back to (default: the previous one).")
+    ] = None,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 300,
+) -> None:
+    """Go back to the previous (or a given) image tag of a deployment."""
+
+    def body() -> None:
+        from dagster_uc.lifecycle import rollback
+
+        before, after = rollback(
+            _session(load()), name, to, steps=_steps(), wait=wait, timeout_s=timeout
+        )
+        output.success(f"Rolled {name} back from {before} to {after}.")
+
+    run(body)
+
+
+@deployment_app.command("prune")
+def deployment_prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Also remove deployments older than this, e.g. 7d."),
+    ] = None,
+    include_cicd: Annotated[
+        bool, typer.Option("--include-cicd", help="Also consider CI/CD environment deployments.")
+    ] = False,
+    remote: Annotated[str, typer.Option("--remote", help="Git remote to compare with.")] = "origin",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
+    output_format: OutputOption = OutputFormat.text,
+) -> None:
+    """Remove deployments whose branch is gone from the git remote (and/or older than --older-than)."""
+
+    def body() -> None:
+        import datetime as dt
+
+        from dagster_uc import git
+        from dagster_uc.config import read_config_file
+        from dagster_uc.lifecycle import parse_duration, plan_prune, prune
+        from dagster_uc.project import project_name
+
+        age = parse_duration(older_than) if older_than else None
+        loaded = load()
+        branches = git.remote_branches(git.repo_root(Path.cwd()), remote)
+        project = project_name(Path.cwd()) if loaded.config.use_project_name else None
+        environments = {k for k in read_config_file(loaded.path) if k != "defaults"}
+        session = _session(loaded)
+        candidates = plan_prune(
+            session.state.read().values,
+            remote_branches=branches,
+            project=project,
+            environments=environments,
+            older_than=age,
+            include_cicd=include_cicd,
+            now=dt.datetime.now(dt.timezone.utc),
+        )
+        removed = prune(session, candidates, steps=_steps(), dry_run=dry_run)
+        if output_format is OutputFormat.json:
+            output.print_json(
+                {
+                    "dry_run": dry_run,
+                    "removed": [{"name": c.name, "reason": c.reason} for c in removed],
+                }
+            )
+            return
+        if not removed:
+            output.result("Nothing to prune.")
+        for c in removed:
+            output.result(f"{'would remove' if dry_run else 'removed'} {c.name}: {c.reason}")
+
+    run(body)
+
+
+@image_app.command("prune")
+def image_prune(
+    keep: Annotated[
+        int, typer.Option("--keep", help="Version tags to keep per repository.", min=0)
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show what would be deleted.")
+    ] = False,
+    output_format: OutputOption = OutputFormat.text,
+) -> None:
+    """Delete all but the newest --keep version tags of each deployment image (never deployed ones)."""
+
+    def body() -> None:
+        from dagster_uc.images import prune_images
+
+        results = prune_images(_session(load()), keep=keep, dry_run=dry_run)
+        if output_format is OutputFormat.json:
+            output.print_json({"dry_run": dry_run, "repositories": [r.to_json() for r in results]})
+            return
+        verb = "would delete" if dry_run else "deleted"
+        total = 0
+        for r in results:
+            for d in r.plan.deletions:
+                total += 1
+                output.result(f"{verb} {r.repository}@{d.digest} (tags {', '.join(d.tags)})")
+            for s in r.plan.skipped:
+                output.result(f"kept {r.repository}:{s.tag}: {s.reason}")
+        output.result(f"{total} image manifest(s) {verb} in {len(results)} repositories.")
+
+    run(body)
+
+
+@lock_app.command("status")
+def lock_status(output_format: OutputOption = OutputFormat.text) -> None:
+    """Who holds the deploy lock, since when and until when."""
+
+    def body() -> None:
+        from dagster_uc.lock import lock_status as read_status
+
+        loaded = load()
+        status = read_status(_session(loaded).client, loaded.config)
+        if output_format is OutputFormat.json:
+            output.print_json(status.to_json())
+            return
+        output.result(status.describe())
+
+    run(body)
+
+
+@lock_app.command("release")
+def lock_release(
+    force: Annotated[
+        bool, typer.Option("--force", help="Release a lock held by someone else.")
+    ] = False,
+) -> None:
+    """Release the deploy lock (someone else's only with --force)."""
+
+    def body() -> None:
+        from dagster_uc.lock import release_lock
+
+        loaded = load()
+        message = release_lock(_session(loaded).client, loaded.config, force=force)
+        output.success(message)
 
     run(body)
 

@@ -33,7 +33,13 @@ from dagster_uc.errors import ConfigError
 CONFIG_FILE_NAME = ".config_user_code_deployments.yaml"
 DEFAULTS_SECTION = "defaults"
 DEFAULT_ENVIRONMENT = "dev"
-REQUIRED_KEYS = ("code_path", "container_registry", "dagster_version", "kubernetes_context", "namespace")
+REQUIRED_KEYS = (
+    "code_path",
+    "container_registry",
+    "dagster_version",
+    "kubernetes_context",
+    "namespace",
+)
 
 
 def _text(value: Any) -> Any:
@@ -130,7 +136,7 @@ class Config(BaseModel):
     )
     environment: Text = Field(
         "",
-        description="Environment name: the deployment name with `cicd: true` and then the `BRANCH_NAME` build arg. Default: the `-e` environment.",
+        description="Environment name; with `cicd: true` it names the deployment and is the `BRANCH_NAME` build arg. Default: the `-e` environment.",
     )
     kubernetes_context: Text = Field(
         description="kubectl context of the cluster.", examples=["my-kubernetes-context"]
@@ -147,7 +153,8 @@ class Config(BaseModel):
         description="Node pool for the code server pod (node selector and toleration); none for any node.",
     )
     repository_root: Text = Field(
-        ".", description="Build context directory of the image build, relative to the current directory."
+        ".",
+        description="Build context directory of the image build, relative to the current directory.",
     )
     requests: dict[Text, Quantity] = Field(
         default_factory=dict,
@@ -326,7 +333,7 @@ def parse_env_value(variable: str, raw: str, kind: FieldKind, optional: bool = F
             ) from None
     if kind in ("list", "dict"):
         expected: type = list if kind == "list" else dict
-        example = '\'["A=1", "B"]\'' if kind == "list" else "'{\"cpu\": \"1\"}'"
+        example = '\'["A=1", "B"]\'' if kind == "list" else '\'{"cpu": "1"}\''
         if not text:
             return expected()
         try:
@@ -428,9 +435,7 @@ def _section(data: Mapping[str, Any], name: str, path: Path, label: str) -> dict
     return {str(key): value for key, value in section.items()}
 
 
-def layers_from_file(
-    data: Mapping[str, Any], environment: str, path: Path
-) -> tuple[Layer, Layer]:
+def layers_from_file(data: Mapping[str, Any], environment: str, path: Path) -> tuple[Layer, Layer]:
     """The ``defaults`` and environment layers of a parsed file (unknown keys rejected)."""
     environments = [name for name in data if name != DEFAULTS_SECTION]
     if environment not in environments:
@@ -439,7 +444,9 @@ def layers_from_file(
             f"Environment '{environment}' is not defined in {path}; defined environments: "
             f"{known}. Pick one with -e/--environment or add a `{environment}:` section."
         )
-    defaults = Layer("defaults section", _section(data, DEFAULTS_SECTION, path, "`defaults` section"))
+    defaults = Layer(
+        "defaults section", _section(data, DEFAULTS_SECTION, path, "`defaults` section")
+    )
     own = Layer(
         f"environment '{environment}'",
         _section(data, environment, path, f"`{environment}` section"),
@@ -518,7 +525,9 @@ def validation_message(
             if key == "image_pull_policy":
                 expected = "one of IfNotPresent, Always, Never"
             value = item.get("input")
-            shown = "" if key in _SENSITIVE_KEYS or isinstance(value, (list, dict)) else f" {value!r}"
+            shown = (
+                "" if key in _SENSITIVE_KEYS or isinstance(value, (list, dict)) else f" {value!r}"
+            )
             detail = str(item.get("msg", "")).removeprefix("Value error, ")
             extra = f" ({detail})" if item["type"] == "value_error" else ""
             problems.append(

@@ -149,6 +149,8 @@ def deploy(
     from dagster_uc.values import build_entry, find_entry, upsert_entry
 
     session = session or Session(config)
+    if config.use_az_login and not options.dry_run:
+        _az_login(config, options, steps)
     with steps.step("Checking the deployment"):
         name = resolve_deployment_name(
             config, cwd, suffix=options.suffix, explicit=options.deployment_name
@@ -309,30 +311,41 @@ def _check_build_inputs(config: Config, cwd: Path, options: DeployOptions) -> No
     )
 
 
+def _podman() -> Any:
+    from dagster_uc.build import Podman
+
+    return Podman(on_command=lambda command: output.debug(f"$ {command}"))
+
+
+def _tls_verify(config: Config) -> bool:
+    from dagster_uc.registry import is_loopback
+
+    return not (config.container_registry_insecure or is_loopback(config.container_registry))
+
+
+def _az_login(config: Config, options: DeployOptions, steps: Steps) -> None:
+    """Log podman (and Helm, for a chart in the registry) in with an `az acr` token, before the
+    registry is first asked for tags."""
+    from dagster_uc.azure import login_registry
+
+    helm = "helm" if config.container_registry_chart_path and not config.helm_chart_path else None
+    with steps.step(f"Logging in to {config.container_registry} with az"):
+        login_registry(
+            config.container_registry,
+            _podman(),
+            helm,
+            tls_verify=_tls_verify(config),
+            use_sudo=options.use_sudo,
+        )
+
+
 def _build_and_push(
     config: Config, plan: DeployPlan, cwd: Path, options: DeployOptions, steps: Steps
 ) -> None:
-    from dagster_uc.build import BuildRequest, BuildSecret, Podman
-    from dagster_uc.registry import is_loopback
+    from dagster_uc.build import BuildRequest, BuildSecret
 
-    tls_verify = not (config.container_registry_insecure or is_loopback(config.container_registry))
-    podman = Podman()
-    if config.use_az_login:
-        from dagster_uc.azure import login_registry
-
-        with steps.step(f"Logging in to {config.container_registry} with az"):
-            helm = (
-                "helm"
-                if config.container_registry_chart_path and not config.helm_chart_path
-                else None
-            )
-            login_registry(
-                config.container_registry,
-                podman,
-                helm,
-                tls_verify=tls_verify,
-                use_sudo=options.use_sudo,
-            )
+    tls_verify = _tls_verify(config)
+    podman = _podman()
     request = BuildRequest(
         context_dir=str((cwd / config.repository_root).resolve()),
         dockerfile=config.dockerfile,

@@ -174,7 +174,11 @@ def parse_major_version(text: str) -> int:
 
 def helm_error_text(stderr: str, stdout: str = "") -> str:
     """Helm's own message: its `Error: ...` line(s) without the prefix, else its last lines."""
-    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
+    lines = [
+        line.rstrip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("Use --debug flag")
+    ]
     for i, line in enumerate(lines):
         if line.startswith("Error:"):
             message = " ".join(part.strip() for part in lines[i:])

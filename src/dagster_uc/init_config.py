@@ -39,7 +39,11 @@ class Question:
 
 QUESTIONS = (
     Question("container_registry", "Container registry (host[:port][/path])"),
-    Question("image_prefix", "Image prefix, the path segment before the image name (empty for none)", "optional"),
+    Question(
+        "image_prefix",
+        "Image prefix, the path segment before the image name (empty for none)",
+        "optional",
+    ),
     Question("dagster_version", "Dagster version of the cluster (e.g. 1.8.4)"),
     Question("kubernetes_context", "kubectl context of the cluster"),
     Question("namespace", "Kubernetes namespace of the Dagster instance"),
@@ -49,9 +53,13 @@ QUESTIONS = (
     Question("repository_root", "Build context directory"),
     Question("node", "Node pool for the code server pod (empty for any node)", "optional"),
     Question("dagster_gui_url", "URL of the Dagster UI (empty for none)", "optional"),
-    Question("use_project_name", "Prefix deployment names with the pyproject.toml project name?", "bool"),
+    Question(
+        "use_project_name", "Prefix deployment names with the pyproject.toml project name?", "bool"
+    ),
     Question("use_az_login", "Log in to the registry with the Azure CLI?", "bool"),
-    Question("cicd", "Is this configuration for CI (deployment named after the environment)?", "bool"),
+    Question(
+        "cicd", "Is this configuration for CI (deployment named after the environment)?", "bool"
+    ),
 )
 
 
@@ -75,7 +83,11 @@ def _dump_entry(key: str, value: Any) -> list[str]:
 def _flow(value: Any) -> str:
     import yaml
 
-    return str(yaml.safe_dump(value, default_flow_style=True, width=1000)).removesuffix("\n...\n").strip()
+    return (
+        str(yaml.safe_dump(value, default_flow_style=True, width=1000))
+        .removesuffix("\n...\n")
+        .strip()
+    )
 
 
 def _comment(key: str) -> list[str]:
@@ -101,9 +113,7 @@ def render_config(environment: str, values: dict[str, Any] | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
-def ask(
-    prompt: Callable[..., Any], confirm: Callable[..., bool]
-) -> tuple[str, dict[str, Any]]:
+def ask(prompt: Callable[..., Any], confirm: Callable[..., bool]) -> tuple[str, dict[str, Any]]:
     """Ask for the important keys; ``prompt``/``confirm`` behave like typer's."""
     environment = str(prompt("Environment name", default=DEFAULT_ENVIRONMENT)).strip()
     values: dict[str, Any] = {}
@@ -120,7 +130,9 @@ def ask(
         elif field.is_required():
             values[question.key] = str(prompt(question.text)).strip()
         else:
-            values[question.key] = str(prompt(question.text, default=default_value(question.key))).strip()
+            values[question.key] = str(
+                prompt(question.text, default=default_value(question.key))
+            ).strip()
     return environment or DEFAULT_ENVIRONMENT, values
 
 

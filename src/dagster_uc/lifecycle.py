@@ -9,10 +9,9 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.errors import UsageError
 from dagster_uc.values import (
     DeploymentRecord,
     entries,
@@ -394,4 +393,3 @@ def check(session: Session, name: str, *, timeout_s: float) -> CheckResult:
     )
     report = format_diagnosis(diagnose(session.client, config.namespace, internal))
     return CheckResult(internal, started, report)
-

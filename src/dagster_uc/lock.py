@@ -25,6 +25,8 @@ from dagster_uc.kube import api_error_code, api_errors
 if TYPE_CHECKING:
     from lightkube import Client
 
+    from dagster_uc.config import Config
+
 DEFAULT_LEASE_SECONDS = 30
 
 
@@ -74,12 +76,32 @@ class LockStatus:
         expires = self.expires_at
         return bool(self.holder) and expires is not None and expires > (now or _now())
 
+    def to_json(self) -> dict[str, Any]:
+        held = self.is_held()
+        return {
+            "name": self.name,
+            "held": held,
+            "holder": self.holder if held else None,
+            "acquired_at": _iso(self.acquired_at) if held else None,
+            "renewed_at": _iso(self.renewed_at) if held else None,
+            "expires_at": _iso(self.expires_at) if held else None,
+            "lease_seconds": self.lease_seconds,
+        }
+
     def describe(self) -> str:
         if not self.is_held():
             return f"lock {self.name} is free"
         since = self.acquired_at.strftime("%H:%M:%S UTC") if self.acquired_at else "unknown"
         until = self.expires_at.strftime("%H:%M:%S UTC") if self.expires_at else "unknown"
         return f"lock {self.name} is held by {self.holder} since {since} (expires {until} unless renewed)"
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _user_at_host(identity: str) -> str:
+    return identity.split(" ", 1)[0]
 
 
 def status_from_lease(name: str, lease: Any | None) -> LockStatus:
@@ -272,3 +294,27 @@ def release_lease(client: Client, namespace: str, name: str, *, only_holder: str
                 continue
             raise
     return False
+
+
+def lock_status(client: Client, config: Config) -> LockStatus:
+    return status_from_lease(
+        config.uc_deployment_semaphore_name,
+        read_lease(client, config.namespace, config.uc_deployment_semaphore_name),
+    )
+
+
+def release_lock(client: Client, config: Config, *, force: bool) -> str:
+    """`lock release`: free the lock; one held by another user or machine only with `force`."""
+    from dagster_uc.errors import UsageError
+
+    status = lock_status(client, config)
+    if not status.is_held():
+        return f"The deploy lock {status.name} is not held; nothing to release."
+    assert status.holder is not None
+    mine = _user_at_host(status.holder) == _user_at_host(holder_identity())
+    if not mine and not force:
+        raise UsageError(
+            f"The deploy {status.describe()}; pass --force to release someone else's lock."
+        )
+    release_lease(client, config.namespace, status.name, only_holder=status.holder)
+    return f"Released the deploy lock {status.name} held by {status.holder}."

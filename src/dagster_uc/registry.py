@@ -23,7 +23,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,9 +260,11 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 def _reason(exc: Exception) -> str:
+    """The first line of an exception's text without OpenSSL/errno decorations."""
     text = str(exc).strip() or type(exc).__name__
     text = text.splitlines()[0]
-    return text.rstrip(".")
+    text = re.sub(r"\[SSL: [A-Z0-9_]+\]\s*|\s*\(_ssl\.c:\d+\)|\[Errno -?\d+\]\s*", "", text)
+    return text.strip().rstrip(".") or type(exc).__name__
 
 
 @dataclass
@@ -452,11 +454,13 @@ class RegistryClient:
             try:
                 response = self._send(method, url, headers=all_headers, params=params, retry=retry)
             except httpx.TransportError as exc:
-                hint = ""
-                if self.base_url.startswith("https") and "SSL" in type(exc).__name__ + str(exc):
-                    hint = " (TLS failed: if it serves plain HTTP or a self-signed certificate, mark the registry insecure)"
+                if self.base_url.startswith("https") and "SSL" in str(exc):
+                    raise OperationError(
+                        f"cannot reach registry {self.registry} over HTTPS: {_reason(exc)}; "
+                        "if it serves plain HTTP or an untrusted certificate, mark it insecure."
+                    ) from None
                 raise OperationError(
-                    f"cannot reach registry {self.registry}: {_reason(exc)}{hint}."
+                    f"cannot reach registry {self.registry}: {_reason(exc)}."
                 ) from None
             if response.status_code != 401 or challenged:
                 break
@@ -709,6 +713,16 @@ class RegistryClient:
         )
         digest = response.headers.get("Docker-Content-Digest")
         return digest or "sha256:" + hashlib.sha256(response.content).hexdigest()
+
+    def tag_digests(self, repository: str, tags: Iterable[str] | None = None) -> dict[str, str]:
+        """``{tag: manifest digest}`` for ``tags`` (default: every tag); vanished tags are left out."""
+        result: dict[str, str] = {}
+        for tag in self.list_tags(repository) if tags is None else tags:
+            try:
+                result[tag] = self.manifest_digest(repository, tag)
+            except RegistryNotFoundError:
+                continue
+        return result
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """Deletes the manifest ``digest`` (and with it every tag on it); False if already gone."""

@@ -163,6 +163,16 @@ def test_helm_error_text_keeps_helms_error_lines() -> None:
     assert helm_error_text(stderr) == (
         'UPGRADE FAILED: template: x.yaml:3:4: executing "x" at <.Values.a>: nil pointer'
     )
+    helm4 = (
+        "Error: dagster-user-deployments/templates/x.yaml:1:19\n"
+        "  executing <.Values.deployments>:\n"
+        "    range can't iterate over not-a-list\n\n"
+        "Use --debug flag to render out invalid YAML\n"
+    )
+    assert helm_error_text(helm4) == (
+        "dagster-user-deployments/templates/x.yaml:1:19 executing <.Values.deployments>: "
+        "range can't iterate over not-a-list"
+    )
     assert helm_error_text("something odd\n") == "something odd"
     assert helm_error_text("", "") == "no error output"
 

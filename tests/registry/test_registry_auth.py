@@ -59,9 +59,8 @@ def test_candidate_order(env: dict[str, str], tmp_path: Path) -> None:
 def test_anonymous_access_to_protected_registry_says_log_in(
     basic_registry: LocalRegistry, repo: str
 ) -> None:
-    with RegistryClient(basic_registry.host) as client:
-        with pytest.raises(OperationError) as info:
-            client.list_tags(repo)
+    with RegistryClient(basic_registry.host) as client, pytest.raises(OperationError) as info:
+        client.list_tags(repo)
     assert str(info.value) == (
         f"registry {basic_registry.host} refused access to repository {repo} (HTTP 401): "
         f"log in with `podman login {basic_registry.host}`."
@@ -77,7 +76,9 @@ def test_basic_auth_from_each_file(
     if where == "REGISTRY_AUTH_FILE":
         env["REGISTRY_AUTH_FILE"] = str(path)
     key = f"https://{basic_registry.host}" if where == "docker" else basic_registry.host
-    write(path, auth_json({key: entry(basic_registry.username or "", basic_registry.password or "")}))
+    write(
+        path, auth_json({key: entry(basic_registry.username or "", basic_registry.password or "")})
+    )
     creds = load_credentials(basic_registry.host, env)
     assert creds is not None and creds.source == str(path)
     with RegistryClient(basic_registry.host, credentials=creds) as client:
@@ -113,9 +114,8 @@ def test_wrong_password_is_a_clear_error(
 ) -> None:
     path = locations(env, tmp_path)["config"]
     write(path, auth_json({basic_registry.host: entry("tester", "s3cret-wrong")}))
-    with connect(basic_registry.host, env=env) as client:
-        with pytest.raises(OperationError) as info:
-            client.list_tags(repo)
+    with connect(basic_registry.host, env=env) as client, pytest.raises(OperationError) as info:
+        client.list_tags(repo)
     message = str(info.value)
     assert message == (
         f"registry {basic_registry.host} refused access to repository {repo} with the "
@@ -129,7 +129,9 @@ def test_broken_auth_file_is_a_config_error(env: dict[str, str], tmp_path: Path)
     write(path, "{ not json")
     with pytest.raises(ConfigError, match=r"is not valid JSON"):
         load_credentials("registry.example.com", env)
-    write(path, auth_json({"registry.example.com": {"auth": base64.b64encode(b"nocolon").decode()}}))
+    write(
+        path, auth_json({"registry.example.com": {"auth": base64.b64encode(b"nocolon").decode()}})
+    )
     with pytest.raises(ConfigError, match="without a colon"):
         load_credentials("registry.example.com", env)
 
@@ -190,13 +192,19 @@ def test_bearer_token_with_identity_token(token_registry: LocalRegistry, repo: s
 
 def test_bearer_token_refused(token_registry: LocalRegistry, repo: str) -> None:
     push_many_tags(token_registry, repo, ["1.0.0-0"])
-    with RegistryClient(token_registry.host) as client:
-        with pytest.raises(OperationError, match=r"refused access to repository .* \(HTTP 401\): log in with"):
-            client.list_tags(repo)
+    with (
+        RegistryClient(token_registry.host) as client,
+        pytest.raises(
+            OperationError, match=r"refused access to repository .* \(HTTP 401\): log in with"
+        ),
+    ):
+        client.list_tags(repo)
     wrong = Credentials(token_registry.username or "", "wrong", source="/tmp/a.json")
-    with RegistryClient(token_registry.host, credentials=wrong) as client:
-        with pytest.raises(OperationError) as info:
-            client.list_tags(repo)
+    with (
+        RegistryClient(token_registry.host, credentials=wrong) as client,
+        pytest.raises(OperationError) as info,
+    ):
+        client.list_tags(repo)
     assert str(info.value) == (
         f"registry {token_registry.host} refused access to repository {repo} with the "
         f"credentials from /tmp/a.json (HTTP 401): log in again with `podman login {token_registry.host}`."

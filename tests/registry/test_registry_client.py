@@ -72,6 +72,10 @@ def test_tag_exists_and_digest(plain_registry: LocalRegistry, repo: str) -> None
         assert digests["1.7.10-0"] != digests["1.7.10-1"]
         with pytest.raises(RegistryNotFoundError, match=r"tag 1\.7\.10-9 does not exist"):
             client.manifest_digest(repo, "1.7.10-9")
+        assert client.tag_digests(repo) == digests
+        assert client.tag_digests(repo, ["1.7.10-1", "1.7.10-7"]) == {
+            "1.7.10-1": digests["1.7.10-1"]
+        }
 
 
 def test_deleting_a_manifest_removes_every_tag_on_it(
@@ -91,7 +95,9 @@ def test_delete_refused_when_registry_disallows_it(repo: str) -> None:
     with LocalRegistry("none", delete_enabled=False) as registry:
         digest = push_many_tags(registry, repo, ["1.7.10-0"])["1.7.10-0"]
         with RegistryClient(registry.host) as client:
-            with pytest.raises(OperationError, match=r"does not allow deleting images \(HTTP 405\)"):
+            with pytest.raises(
+                OperationError, match=r"does not allow deleting images \(HTTP 405\)"
+            ):
                 client.delete_manifest(repo, digest)
             assert client.tag_exists(repo, "1.7.10-0")
 
@@ -132,9 +138,14 @@ def test_tls_registry_verification(tmp_path: Path, repo: str) -> None:
     pytest.importorskip("cryptography")
     with LocalRegistry("none", tls=True) as registry:
         push_many_tags(registry, repo, ["1.0.0-0"])
-        with RegistryClient(f"https://{registry.host}", certs_dirs=[tmp_path]) as client:
-            with pytest.raises(OperationError, match="cannot reach registry .*certificate"):
-                client.list_tags(repo)
+        with (
+            RegistryClient(f"https://{registry.host}", certs_dirs=[tmp_path]) as client,
+            pytest.raises(
+                OperationError,
+                match=r"cannot reach registry .* over HTTPS: certificate verify failed",
+            ),
+        ):
+            client.list_tags(repo)
         # podman's certs.d layout: <dir>/<host:port>/ca.crt
         (tmp_path / registry.host).mkdir()
         assert registry.tls_cert is not None
@@ -191,3 +202,24 @@ def test_delete_is_not_retried(
             client.delete_manifest(repo, digest)
         assert paging_proxy.count("/manifests/") == 1
         assert client.delete_manifest(repo, digest) is True
+
+
+def test_prune_plan_applied_to_the_real_registry(plain_registry: LocalRegistry, repo: str) -> None:
+    from dagster_uc.versioning import plan_image_prune
+
+    push_many_tags(plain_registry, repo, version_tags(30), distinct_digests=True)
+    # "latest" and 1.7.10-3 share the image of 1.7.10-2; 1.7.10-5 is deployed
+    shared = push_many_tags(plain_registry, repo, ["1.7.10-2", "1.7.10-3", "latest"])
+    with RegistryClient(plain_registry.host) as client:
+        plan = plan_image_prune(client.tag_digests(repo), keep=10, protected_tags={"1.7.10-5"})
+        for deletion in plan.deletions:
+            assert client.delete_manifest(repo, deletion.digest)
+        left = set(client.list_tags(repo))
+    assert left == {f"1.7.10-{i}" for i in range(20, 30)} | {
+        "1.7.10-5",
+        "1.7.10-2",
+        "1.7.10-3",
+        "latest",
+    }
+    assert shared["latest"] == shared["1.7.10-2"]
+    assert len(plan.to_delete) == 30 - 10 - 3

@@ -77,7 +77,9 @@ def write(directory: Path, text: str, name: str = CONFIG_FILE_NAME) -> Path:
     return path
 
 
-def load(tmp_path: Path, text: str, environment: str = "dev", env: dict | None = None) -> LoadedConfig:
+def load(
+    tmp_path: Path, text: str, environment: str = "dev", env: dict | None = None
+) -> LoadedConfig:
     path = write(tmp_path, text)
     return load_config(environment, path, cwd=tmp_path, env=env or {}, home=tmp_path / "home")
 
@@ -135,7 +137,11 @@ def test_defaults_of_optional_keys(tmp_path: Path) -> None:
 
 def test_every_key_of_the_seed_and_the_spec_exists() -> None:
     keys = set(Config.model_fields)
-    seed_keys = {line.split(":")[0].strip() for line in SEED_EXAMPLE.splitlines()[1:] if line.startswith("  ") and not line.startswith("   ") and ":" in line}
+    seed_keys = {
+        line.split(":")[0].strip()
+        for line in SEED_EXAMPLE.splitlines()[1:]
+        if line.startswith("  ") and not line.startswith("   ") and ":" in line
+    }
     assert seed_keys <= keys
     assert {
         "use_latest_chart_version",
@@ -161,9 +167,16 @@ def test_every_key_of_the_seed_and_the_spec_exists() -> None:
 def test_merge_layers_later_wins_and_records_sources() -> None:
     values, sources = merge_layers(
         [
-            Layer("defaults section", {"namespace": "a", "image_prefix": "p", "limits": {"cpu": "1", "memory": "1Gi"}}),
+            Layer(
+                "defaults section",
+                {"namespace": "a", "image_prefix": "p", "limits": {"cpu": "1", "memory": "1Gi"}},
+            ),
             Layer("environment 'dev'", {"namespace": "b", "limits": {"cpu": "2"}}),
-            Layer("environment variables", {"namespace": "c"}, {"namespace": "environment variable NAMESPACE"}),
+            Layer(
+                "environment variables",
+                {"namespace": "c"},
+                {"namespace": "environment variable NAMESPACE"},
+            ),
         ]
     )
     assert values == {"namespace": "c", "image_prefix": "p", "limits": {"cpu": "2"}}
@@ -175,8 +188,12 @@ def test_merge_layers_later_wins_and_records_sources() -> None:
 
 
 def test_defaults_environment_and_variables_in_a_file(tmp_path: Path) -> None:
-    text = "defaults:\n  image_prefix: team\n  namespace: from-defaults\n  verbose: true\n" + minimal()
-    loaded = load(tmp_path, text, env={"VERBOSE": "FALSE", "UNRELATED": "x", "namespace": "lower-ignored"})
+    text = (
+        "defaults:\n  image_prefix: team\n  namespace: from-defaults\n  verbose: true\n" + minimal()
+    )
+    loaded = load(
+        tmp_path, text, env={"VERBOSE": "FALSE", "UNRELATED": "x", "namespace": "lower-ignored"}
+    )
     assert loaded.config.image_prefix == "team"
     assert loaded.sources["image_prefix"] == "defaults section"
     assert loaded.config.namespace == "dagster-dev"
@@ -189,7 +206,11 @@ def test_required_keys_may_come_from_defaults_or_variables(tmp_path: Path) -> No
     text = "defaults:\n  code_path: a.py\n  dagster_version: '1.9.0'\ndev:\n  namespace: ns\n"
     env = {"CONTAINER_REGISTRY": "reg:5000", "KUBERNETES_CONTEXT": "kind"}
     config = load(tmp_path, text, env=env).config
-    assert (config.code_path, config.container_registry, config.kubernetes_context) == ("a.py", "reg:5000", "kind")
+    assert (config.code_path, config.container_registry, config.kubernetes_context) == (
+        "a.py",
+        "reg:5000",
+        "kind",
+    )
 
 
 def test_defaults_section_is_optional_and_other_environments_are_ignored(tmp_path: Path) -> None:
@@ -216,8 +237,18 @@ def test_environment_key_can_differ_from_section_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("true", True), ("TRUE", True), ("True", True), ("1", True), ("yes", True), ("YES", True),
-        ("false", False), ("FALSE", False), ("0", False), ("no", False), ("No", False), (" off ", False),
+        ("true", True),
+        ("TRUE", True),
+        ("True", True),
+        ("1", True),
+        ("yes", True),
+        ("YES", True),
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+        ("No", False),
+        (" off ", False),
     ],
 )
 def test_bool_parsing(raw: str, expected: bool) -> None:
@@ -248,12 +279,21 @@ def test_list_from_json_and_yaml(tmp_path: Path) -> None:
 
 
 def test_map_from_json_and_yaml() -> None:
-    assert parse_env_value("LIMITS", '{"cpu": "2", "memory": "2Gi"}', "dict") == {"cpu": "2", "memory": "2Gi"}
+    assert parse_env_value("LIMITS", '{"cpu": "2", "memory": "2Gi"}', "dict") == {
+        "cpu": "2",
+        "memory": "2Gi",
+    }
     assert parse_env_value("LIMITS", "{cpu: 2, memory: 2Gi}", "dict") == {"cpu": 2, "memory": "2Gi"}
-    assert parse_env_value("LIMITS", "cpu: '2'\nmemory: 2Gi", "dict") == {"cpu": "2", "memory": "2Gi"}
+    assert parse_env_value("LIMITS", "cpu: '2'\nmemory: 2Gi", "dict") == {
+        "cpu": "2",
+        "memory": "2Gi",
+    }
 
 
-@pytest.mark.parametrize(("kind", "raw"), [("list", "A=secret"), ("list", "{a: 1}"), ("dict", "[1]"), ("dict", "{unclosed")])
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [("list", "A=secret"), ("list", "{a: 1}"), ("dict", "[1]"), ("dict", "{unclosed")],
+)
 def test_bad_list_or_map_names_the_variable_not_the_value(kind: str, raw: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_env_value("VAR_NAME", raw, kind)  # type: ignore[arg-type]
@@ -278,7 +318,15 @@ def test_field_kinds() -> None:
 
 
 def test_env_layer_reads_only_exact_upper_case_key_names() -> None:
-    layer = env_layer({"NAMESPACE": "x", "namespace": "y", "NAMESPACES": "z", "CICD": "yes", "LIMITS": '{"cpu": "1"}'})
+    layer = env_layer(
+        {
+            "NAMESPACE": "x",
+            "namespace": "y",
+            "NAMESPACES": "z",
+            "CICD": "yes",
+            "LIMITS": '{"cpu": "1"}',
+        }
+    )
     assert layer.values == {"namespace": "x", "cicd": True, "limits": {"cpu": "1"}}
     assert layer.key_sources == {
         "namespace": "environment variable NAMESPACE",
@@ -361,12 +409,18 @@ def test_load_config_discovers_in_cwd(tmp_path: Path) -> None:
 
 
 def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'namspace' in the `dev` section \(did you mean 'namespace'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'namspace' in the `dev` section \(did you mean 'namespace'\?\)",
+    ):
         load(tmp_path, minimal("  namspace: x\n"))
 
 
 def test_unknown_key_in_defaults(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"'contianer_registry' in the `defaults` section \(did you mean 'container_registry'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'contianer_registry' in the `defaults` section \(did you mean 'container_registry'",
+    ):
         load(tmp_path, "defaults:\n  contianer_registry: x\n" + minimal())
 
 
@@ -387,7 +441,9 @@ def test_all_missing_keys_at_once(tmp_path: Path) -> None:
 
 def test_unknown_environment_lists_known_ones(tmp_path: Path) -> None:
     text = minimal() + minimal(environment="acc") + "defaults:\n  cicd: false\n"
-    with pytest.raises(ConfigError, match=r"Environment 'prd' is not defined in .*defined environments: dev, acc\."):
+    with pytest.raises(
+        ConfigError, match=r"Environment 'prd' is not defined in .*defined environments: dev, acc\."
+    ):
         load(tmp_path, text, environment="prd")
 
 
@@ -400,7 +456,9 @@ def test_unknown_environment_lists_known_ones(tmp_path: Path) -> None:
         ("dev:\n\tcicd: true\n", 2, 1),
     ],
 )
-def test_yaml_errors_give_file_line_and_column(tmp_path: Path, text: str, line: int, column: int) -> None:
+def test_yaml_errors_give_file_line_and_column(
+    tmp_path: Path, text: str, line: int, column: int
+) -> None:
     with pytest.raises(ConfigError) as info:
         load(tmp_path, text)
     message = str(info.value)
@@ -411,15 +469,33 @@ def test_yaml_errors_give_file_line_and_column(tmp_path: Path, text: str, line: 
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        ("  cicd: maybe\n", "'cicd' (from environment 'dev') must be a boolean (true/false), got string 'maybe'"),
-        ("  docker_env_vars: A=1\n", "'docker_env_vars' (from environment 'dev') must be a list, got string"),
+        (
+            "  cicd: maybe\n",
+            "'cicd' (from environment 'dev') must be a boolean (true/false), got string 'maybe'",
+        ),
+        (
+            "  docker_env_vars: A=1\n",
+            "'docker_env_vars' (from environment 'dev') must be a list, got string",
+        ),
         ("  limits: [1]\n", "'limits' (from environment 'dev') must be a map, got list"),
-        ("  dagster_gui_url: [1]\n", "'dagster_gui_url' (from environment 'dev') must be a string or null"),
+        (
+            "  dagster_gui_url: [1]\n",
+            "'dagster_gui_url' (from environment 'dev') must be a string or null",
+        ),
         ("  image_pull_policy: Sometimes\n", "must be one of IfNotPresent, Always, Never"),
         ("  user_code_deployment_env: [{name: X}]\n", "'user_code_deployment_env[0].value'"),
-        ("  user_code_deployment_env: [{name: X, value: y, other: 1}]\n", "'user_code_deployment_env[0].other' (from environment 'dev'): unknown field"),
-        ("  docker_build_secrets: [{id: a}]\n", "build secret 'a' needs exactly one of 'env' or 'src'"),
-        ("  docker_build_secrets: [{id: a, env: X, src: /p}]\n", "needs exactly one of 'env' or 'src'"),
+        (
+            "  user_code_deployment_env: [{name: X, value: y, other: 1}]\n",
+            "'user_code_deployment_env[0].other' (from environment 'dev'): unknown field",
+        ),
+        (
+            "  docker_build_secrets: [{id: a}]\n",
+            "build secret 'a' needs exactly one of 'env' or 'src'",
+        ),
+        (
+            "  docker_build_secrets: [{id: a, env: X, src: /p}]\n",
+            "needs exactly one of 'env' or 'src'",
+        ),
     ],
 )
 def test_wrong_types_name_key_and_expected_type(tmp_path: Path, extra: str, fragment: str) -> None:
@@ -435,7 +511,9 @@ def test_unquoted_float_version_is_rejected_with_advice(tmp_path: Path) -> None:
 
 
 def test_integers_and_quantities_become_text(tmp_path: Path) -> None:
-    config = load(tmp_path, minimal("  limits: {cpu: 2, memory: 2Gi}\n  requests: {cpu: 0.5}\n  node: 7\n")).config
+    config = load(
+        tmp_path, minimal("  limits: {cpu: 2, memory: 2Gi}\n  requests: {cpu: 0.5}\n  node: 7\n")
+    ).config
     assert config.limits == {"cpu": "2", "memory": "2Gi"}
     assert config.requests == {"cpu": "0.5"}
     assert config.node == "7"
@@ -482,6 +560,9 @@ def test_masked_config_hides_secrets(tmp_path: Path) -> None:
     assert data["user_code_deployment_env"][0] == {"name": "DB_PASSWORD", "value": "***"}
     assert data["user_code_deployment_env"][1] == {"name": "PLAIN", "value": "visible"}
     assert data["user_code_deployment_env_secrets"] == [{"name": "my-env-secret"}]
-    assert data["docker_build_secrets"] == [{"id": "pip", "env": "PIP_TOKEN"}, {"id": "netrc", "src": "/home/u/.netrc"}]
+    assert data["docker_build_secrets"] == [
+        {"id": "pip", "env": "PIP_TOKEN"},
+        {"id": "netrc", "src": "/home/u/.netrc"},
+    ]
     assert data["dagster_gui_url"] == "https://user:***@dagster.example.com/ui"
     assert data["namespace"] == "dagster-dev"

@@ -92,7 +92,9 @@ def test_cicd_uses_the_environment() -> None:
 
 def test_great_length_is_shortened_with_a_hash_keeping_the_project() -> None:
     branch = "feature/" + "very-long-branch-name-" * 6
-    name = compute_deployment_name(branch=branch, cicd=False, environment="dev", project="my_project")
+    name = compute_deployment_name(
+        branch=branch, cicd=False, environment="dev", project="my_project"
+    )
     assert len(name.name) == MAX_LABEL_LENGTH
     assert is_valid_label(name.name)
     assert name.name.startswith("my-project--feature-very-long")
@@ -141,7 +143,9 @@ def test_explicit_name_replaces_the_computed_one() -> None:
     assert name.name == "custom-name"
     assert name.branch_part == "feat-x"
     assert name.project is None
-    ui = compute_deployment_name(branch="feat/x", cicd=False, environment="dev", explicit_name="team:feat")
+    ui = compute_deployment_name(
+        branch="feat/x", cicd=False, environment="dev", explicit_name="team:feat"
+    )
     assert (ui.name, ui.ui_name, ui.project) == ("team--feat", "team:feat", "team")
 
 
@@ -158,7 +162,9 @@ def test_invalid_explicit_name_suggests_a_valid_one() -> None:
 
 def test_explicit_name_and_suffix_conflict() -> None:
     with pytest.raises(UsageError, match="do not combine"):
-        compute_deployment_name(branch="x", cicd=False, environment="dev", suffix="s", explicit_name="n")
+        compute_deployment_name(
+            branch="x", cicd=False, environment="dev", suffix="s", explicit_name="n"
+        )
 
 
 def test_ui_name_and_user_input() -> None:
@@ -170,7 +176,18 @@ def test_ui_name_and_user_input() -> None:
 
 @pytest.mark.parametrize(
     ("name", "valid"),
-    [("a", True), ("a-b-1", True), ("a" * 63, True), ("a" * 64, False), ("1a", False), ("-a", False), ("a-", False), ("A", False), ("a.b", False), ("", False)],
+    [
+        ("a", True),
+        ("a-b-1", True),
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("1a", False),
+        ("-a", False),
+        ("a-", False),
+        ("A", False),
+        ("a.b", False),
+        ("", False),
+    ],
 )
 def test_is_valid_label(name: str, valid: bool) -> None:
     assert is_valid_label(name) is valid
@@ -214,9 +231,13 @@ def test_every_computed_name_is_a_valid_label_and_stable(
 
 @settings(max_examples=300, deadline=None)
 @given(branches, st.none() | st.text(min_size=1, max_size=40))
-def test_project_separator_appears_once_and_matches_ui_name(branch: str, project: str | None) -> None:
+def test_project_separator_appears_once_and_matches_ui_name(
+    branch: str, project: str | None
+) -> None:
     try:
-        name = compute_deployment_name(branch=branch, cicd=False, environment="dev", project=project)
+        name = compute_deployment_name(
+            branch=branch, cicd=False, environment="dev", project=project
+        )
     except UsageError:
         return
     assert name.name.count("--") == (1 if name.project else 0)
@@ -251,3 +272,13 @@ def test_sanitising_variants_of_a_branch_give_the_same_name(branch: str) -> None
     if sanitize(variant) != sanitize(branch.replace("/", "_")):
         return  # upper() changed the letters themselves (e.g. 'ß' -> 'SS')
     assert compute_or_none(branch, None, None) == compute_or_none(variant, None, None)
+
+
+def test_readme_shortening_example() -> None:
+    name = compute_deployment_name(
+        branch="feature/a-really-long-descriptive-branch-name-for-the-new-ingestion-pipeline",
+        cicd=False,
+        environment="dev",
+        project="my_dummy_project",
+    )
+    assert name.name == "my-dummy-project--feature-a-really-long-descriptive-br-64860416"

@@ -1,0 +1,1 @@
+"""The demo Dagster project deployed by `make demo`."""

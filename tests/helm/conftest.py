@@ -1,0 +1,75 @@
+"""Fixtures for the Helm adapter tests: real Helm 3 and 4 against the emulator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dagster_uc.helm import Helm, HelmOptions
+
+VERSION = "1.8.4"
+
+
+def values_yaml(*entries: tuple[str, str], repository: str = "registry.test/team") -> str:
+    """A values document of the user-code chart with one deployment per (name, tag)."""
+    return yaml.safe_dump(
+        {
+            "deployments": [
+                {
+                    "name": name,
+                    "image": {
+                        "repository": f"{repository}/{name}",
+                        "tag": tag,
+                        "pullPolicy": "IfNotPresent",
+                    },
+                    "dagsterApiGrpcArgs": ["-f", "/app/definitions.py"],
+                    "port": 3030,
+                    "readinessProbe": {"enabled": True},
+                }
+                for name, tag in entries
+            ]
+        }
+    )
+
+
+@pytest.fixture(params=["helm3", "helm4"])
+def helm_binary(request: pytest.FixtureRequest, tools) -> Path:  # type: ignore[no-untyped-def]
+    return Path(getattr(tools, request.param))
+
+
+@pytest.fixture
+def helm_env(tool_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The product inherits the environment: put the test's KUBECONFIG/HELM_* in it."""
+    for key in ("PATH", "KUBECONFIG", "HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
+        monkeypatch.setenv(key, tool_env[key])
+    return tool_env
+
+
+@pytest.fixture
+def make_helm(kube, helm_env) -> Iterator[Callable[..., Helm]]:  # type: ignore[no-untyped-def]
+    def make(binary: Path | str, kubeconfig: bool = True, **kwargs: object) -> Helm:
+        options = HelmOptions(
+            kube_context=kube.context,
+            namespace=kube.namespace,
+            kubeconfig=str(kube.kubeconfig) if kubeconfig else None,
+            binary=str(binary),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        return Helm(options)
+
+    yield make
+
+
+@pytest.fixture
+def lightkube_client(kube):  # type: ignore[no-untyped-def]
+    from lightkube import Client
+    from lightkube.config.kubeconfig import KubeConfig
+
+    config = KubeConfig.from_file(os.fspath(kube.kubeconfig)).get(context_name=kube.context)
+    client = Client(config=config, namespace=kube.namespace)
+    yield client
+    client.close()

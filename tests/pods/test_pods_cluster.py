@@ -1,0 +1,180 @@
+"""The pod adapter against the emulated API server, with the chart rolled out by real Helm."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dagster_uc.helm import ChartSource, Helm, HelmOptions
+from dagster_uc.pods import (
+    CODE_SERVER_STARTED,
+    diagnose,
+    events_for,
+    follow_logs_until,
+    format_diagnosis,
+    pod_logs,
+    pods_for_deployment,
+    readiness_summary,
+    wait_for_rollout,
+)
+
+RELEASE = "dagster-user-code"
+REPO = "registry.test/team"
+
+
+def image(name: str, tag: str) -> str:
+    return f"{REPO}/{name}:{tag}"
+
+
+@dataclass
+class Cluster:
+    kube: Any
+    helm: Helm
+    client: Any
+    chart: ChartSource
+
+    @property
+    def ns(self) -> str:
+        return str(self.kube.namespace)
+
+    def install(self, *entries: tuple[str, str]) -> None:
+        values = {
+            "deployments": [
+                {
+                    "name": name,
+                    "image": {"repository": f"{REPO}/{name}", "tag": tag},
+                    "dagsterApiGrpcArgs": ["-f", f"/app/{name}/definitions.py"],
+                    "port": 3030,
+                    "readinessProbe": {"enabled": True},
+                }
+                for name, tag in entries
+            ]
+        }
+        self.helm.upgrade_install(RELEASE, self.chart, yaml.safe_dump(values), timeout_s=60)
+
+
+@pytest.fixture
+def cluster(  # type: ignore[no-untyped-def]
+    kube, tool_env, tools, user_code_chart: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cluster]:
+    from lightkube import Client
+    from lightkube.config.kubeconfig import KubeConfig
+
+    for key in ("PATH", "KUBECONFIG", "HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
+        monkeypatch.setenv(key, tool_env[key])
+    helm = Helm(
+        HelmOptions(kube.context, kube.namespace, str(kube.kubeconfig), binary=str(tools.helm4))
+    )
+    config = KubeConfig.from_file(os.fspath(kube.kubeconfig)).get(context_name=kube.context)
+    client = Client(config=config, namespace=kube.namespace)
+    try:
+        yield Cluster(kube, helm, client, ChartSource(str(user_code_chart)))
+    finally:
+        client.close()
+
+
+def test_wait_for_rollout_success_and_update(cluster: Cluster) -> None:
+    cluster.install(("foo", "1"))
+    progress: list[str] = []
+    result = wait_for_rollout(
+        cluster.client, cluster.ns, "foo", image("foo", "1"), 60, on_progress=progress.append
+    )
+    assert result.ok, result.message
+    assert not result.timed_out and result.reason is None
+    assert result.deployment == f"{RELEASE}-dagster-user-deployments-foo"
+    assert progress and progress[-1] == result.message
+    assert [p.image for p in result.pods if p.ready] == [image("foo", "1")]
+
+    cluster.install(("foo", "2"))
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "2"), 60)
+    assert result.ok, result.message
+    live = [p for p in pods_for_deployment(cluster.client, cluster.ns, "foo") if not p.terminating]
+    assert [p.image for p in live] == [image("foo", "2")]
+    assert all(p.ready and p.phase == "Running" for p in live)
+
+
+def test_wait_for_rollout_times_out_on_unready_pod_and_diagnoses(cluster: Cluster) -> None:
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
+    cluster.install(("foo", "1"))
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 3)
+    assert not result.ok
+    assert result.timed_out and result.reason == "Timeout"
+    assert result.message.startswith("timed out after 3s: ")
+    assert result.pods and not any(p.ready for p in result.pods)
+
+    d = diagnose(cluster.client, cluster.ns, "foo")
+    assert d.deployment == f"{RELEASE}-dagster-user-deployments-foo"
+    assert (d.desired, d.ready) == (1, 0)
+    assert d.events, "events about the Deployment, ReplicaSet or pod"
+    pod = d.pods[0].name
+    assert d.logs[pod].strip(), "the held pod has written its start-up log lines"
+    assert not CODE_SERVER_STARTED.search(d.logs[pod])
+    text = format_diagnosis(d)
+    assert f"{pod} (" in text and "not ready" in text
+    assert "Recent events:" in text and "Last log lines of " + pod in text
+
+
+def test_neighbours_health_does_not_matter(cluster: Cluster) -> None:
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=bar")
+    cluster.install(("foo", "1"), ("bar", "1"))
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60)
+    assert result.ok, result.message
+    summary = readiness_summary(cluster.client, cluster.ns, ["foo", "bar", "gone"])
+    assert summary == {"foo": (1, 1), "bar": (0, 1), "gone": (0, 0)}
+
+
+def test_wrong_image_never_counts_as_rolled_out(cluster: Cluster) -> None:
+    cluster.install(("foo", "1"))
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "other"), 2)
+    assert result.timed_out
+    assert "not " + image("foo", "other") in result.message
+
+
+def test_missing_deployment_times_out(cluster: Cluster) -> None:
+    result = wait_for_rollout(cluster.client, cluster.ns, "nothing", image("nothing", "1"), 1)
+    assert result.timed_out and result.deployment is None
+    assert "no Deployment labelled deployment=nothing" in result.message
+    d = diagnose(cluster.client, cluster.ns, "nothing")
+    assert d.deployment is None and d.pods == [] and d.logs == {}
+
+
+def test_follow_logs_until_finds_startup_line(cluster: Cluster) -> None:
+    cluster.install(("foo", "1"))
+    assert wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60).ok
+    pod = pods_for_deployment(cluster.client, cluster.ns, "foo")[0].name
+    seen: list[str] = []
+    assert follow_logs_until(cluster.client, cluster.ns, pod, CODE_SERVER_STARTED, 30, seen.append)
+    assert any("Started Dagster code server for file /app/foo/definitions.py" in s for s in seen)
+    assert sum("Started Dagster code server" in s for s in seen) == 1, "each line seen once"
+
+    tail = pod_logs(cluster.client, cluster.ns, pod, tail_lines=1)
+    assert len(tail.splitlines()) == 1
+
+
+def test_follow_logs_until_times_out_on_held_pod(cluster: Cluster) -> None:
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
+    cluster.install(("foo", "1"))
+    wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 1)
+    pods = pods_for_deployment(cluster.client, cluster.ns, "foo")
+    assert pods
+    seen: list[str] = []
+    assert not follow_logs_until(
+        cluster.client, cluster.ns, pods[0].name, timeout_s=2, on_line=seen.append
+    )
+
+
+def test_events_for_filters_by_object(cluster: Cluster) -> None:
+    cluster.install(("foo", "1"), ("bar", "1"))
+    assert wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60).ok
+    pod = pods_for_deployment(cluster.client, cluster.ns, "foo")[0].name
+    events = events_for(cluster.client, cluster.ns, [pod])
+    assert events and {e.object_name for e in events} == {pod}
+    times = [e.last_seen for e in events if e.last_seen is not None]
+    assert times == sorted(times, reverse=True)
+    assert events_for(cluster.client, cluster.ns, []) == []
