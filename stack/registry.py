@@ -42,6 +42,12 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 AuthMode = Literal["none", "htpasswd", "token"]
 
 
+def registry_process_env() -> dict[str, str]:
+    """The caller's environment minus REGISTRY_*: docker-registry reads every such variable
+    as a config override (podman's REGISTRY_AUTH_FILE would stop it from starting)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -345,6 +351,7 @@ class LocalRegistry:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=registry_process_env(),
             )
             log.close()
             if self._wait_ready():

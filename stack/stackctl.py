@@ -134,8 +134,8 @@ def _start_emulator(state_dir: Path) -> tuple[int, str, Path]:
     ]
     proc = _spawn(cmd, log)
     _wait_for(lambda: ready.is_file() and kubeconfig.is_file(), proc, "the emulator", log)
-    url = ready.read_text().strip().splitlines()[0] if ready.read_text().strip() else ""
-    return proc.pid, url, kubeconfig
+    fields = dict(line.split("=", 1) for line in ready.read_text().splitlines() if "=" in line)
+    return proc.pid, fields.get("url", ""), kubeconfig
 
 
 def _registry_config(state_dir: Path) -> Path:

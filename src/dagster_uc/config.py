@@ -222,6 +222,11 @@ class Config(BaseModel):
     dagster_daemon_deployment_name: Text = Field(
         "dagster-daemon", description="Daemon Deployment, restarted likewise."
     )
+    deploy_lock_lease_seconds: int = Field(
+        30,
+        ge=5,
+        description="Lease duration of the deploy lock: a killed deploy blocks others at most this long.",
+    )
     container_registry_insecure: bool = Field(
         False, description="Plain HTTP / no TLS verification for the registry."
     )

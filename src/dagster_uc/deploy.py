@@ -183,7 +183,8 @@ def deploy(
         at=now_iso(),
         action="deploy",
         commit=commit,
-        branch=name.branch_part or None,
+        branch=None if config.cicd else _git_branch_or_none(cwd),
+        cicd=config.cicd,
     )
     entry = build_entry(config, name=name.name, repository=repository, tag=tag, record=record)
     new_location = find_entry(state.values, name.name) is None
@@ -208,7 +209,12 @@ def deploy(
             name.name, history
         )
 
-    lock = DeployLock(session.client, config.namespace, config.uc_deployment_semaphore_name)
+    lock = DeployLock(
+        session.client,
+        config.namespace,
+        config.uc_deployment_semaphore_name,
+        lease_seconds=config.deploy_lock_lease_seconds,
+    )
     with steps.step("Taking the deploy lock"):
         lock.acquire(
             force=options.reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")

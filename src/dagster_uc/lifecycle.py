@@ -140,7 +140,12 @@ def _locked(
     from dagster_uc.rollout import apply_change
 
     config = session.config
-    lock = DeployLock(session.client, config.namespace, config.uc_deployment_semaphore_name)
+    lock = DeployLock(
+        session.client,
+        config.namespace,
+        config.uc_deployment_semaphore_name,
+        lease_seconds=config.deploy_lock_lease_seconds,
+    )
     with steps.step("Taking the deploy lock"):
         lock.acquire(force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}"))
     try:

@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for the emulator here")
     p.add_argument("--context", default="kind-dagster-local")
     p.add_argument("--namespace", default="dagster")
-    p.add_argument("--seed-dagster-version", help="seed a Dagster instance of this version into --namespace")
+    p.add_argument(
+        "--seed-dagster-version", help="seed a Dagster instance of this version into --namespace"
+    )
     p.add_argument("--ready-file", type=Path, help="written (url and port) once the server listens")
     args = p.parse_args(argv)
 
@@ -29,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    emu = Emulator(host=args.host, port=args.port, kube_version=args.kube_version, ready_delay=args.ready_delay).start()
+    emu = Emulator(
+        host=args.host, port=args.port, kube_version=args.kube_version, ready_delay=args.ready_delay
+    ).start()
     try:
         if args.seed_dagster_version:
             seed_dagster(emu, namespace=args.namespace, dagster_version=args.seed_dagster_version)

@@ -117,7 +117,9 @@ class Api:
             meta["name"] = meta["generateName"] + _suffix()
         name = meta.get("name", "")
         if not name:
-            raise invalid(res, "", [("metadata.name", "Required value: name or generateName is required")])
+            raise invalid(
+                res, "", [("metadata.name", "Required value: name or generateName is required")]
+            )
         for k in ("resourceVersion", "deletionTimestamp", "selfLink"):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
@@ -191,9 +193,7 @@ class Api:
         self._defaults(res, new, old)
         self._validate(res, new, old)
         if "generation" in old_meta:
-            meta["generation"] = old_meta["generation"] + (
-                1 if _spec(new) != _spec(old) else 0
-            )
+            meta["generation"] = old_meta["generation"] + (1 if _spec(new) != _spec(old) else 0)
         if _without_times(new) == _without_times(old) or dry_run:
             return old if not dry_run else new
         return self.store.write(res, new)
@@ -282,8 +282,17 @@ class Api:
                 raise ApiError(
                     409,
                     "Conflict",
-                    f"Apply failed with 1 conflict: conflict with \"{e.manager}\": {', '.join(e.fields)}",
-                    {"causes": [{"reason": "FieldManagerConflict", "message": f'conflict with "{e.manager}"', "field": f} for f in e.fields]},
+                    f'Apply failed with 1 conflict: conflict with "{e.manager}": {", ".join(e.fields)}',
+                    {
+                        "causes": [
+                            {
+                                "reason": "FieldManagerConflict",
+                                "message": f'conflict with "{e.manager}"',
+                                "field": f,
+                            }
+                            for f in e.fields
+                        ]
+                    },
                 ) from e
             if old is None:
                 result.setdefault("metadata", {})["name"] = name
@@ -309,7 +318,10 @@ class Api:
                     name,
                     f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {old['metadata']['uid']}",
                 )
-            if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]:
+            if (
+                pre.get("resourceVersion")
+                and pre["resourceVersion"] != old["metadata"]["resourceVersion"]
+            ):
                 raise conflict(
                     res,
                     name,
@@ -366,7 +378,9 @@ class Api:
             raise bad_request("the request body must be a JSON object")
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if kind and kind != res.kind:
-            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
+            raise bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
+            )
         if api_version and api_version != res.group_version:
             raise bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API version ({res.group_version})"
@@ -405,7 +419,11 @@ class Api:
             for port in spec.get("ports") or []:
                 port.setdefault("protocol", "TCP")
                 port.setdefault("targetPort", port.get("port"))
-            lb = {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]} if spec["type"] == "LoadBalancer" else {}
+            lb = (
+                {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]}
+                if spec["type"] == "LoadBalancer"
+                else {}
+            )
             obj.setdefault("status", {"loadBalancer": lb})
         elif p == "pods":
             _pod_template_defaults(obj.setdefault("spec", {}))
@@ -441,7 +459,10 @@ class Api:
             if old is None:
                 obj.setdefault("status", {})
         elif p == "persistentvolumeclaims":
-            obj["status"] = {"phase": "Bound", "accessModes": (obj.get("spec") or {}).get("accessModes", [])}
+            obj["status"] = {
+                "phase": "Bound",
+                "accessModes": (obj.get("spec") or {}).get("accessModes", []),
+            }
 
     def _validate(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         meta = obj["metadata"]
@@ -456,24 +477,42 @@ class Api:
             causes.append(("metadata.name", f'Invalid value: "{name}": {msg}'))
         for k, v in (meta.get("labels") or {}).items():
             if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
-                causes.append(("metadata.labels", f'Invalid value: "{v}": a valid label must be an empty string or consist of alphanumeric characters, \'-\', \'_\' or \'.\', and must start and end with an alphanumeric character (e.g. \'MyValue\',  or \'my_value\',  or \'12345\', regex used for validation is \'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\')'))
+                causes.append(
+                    (
+                        "metadata.labels",
+                        f"Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                    )
+                )
             if len(k.rsplit("/", 1)[-1]) > 63 or not QUALIFIED_NAME.match(k.rsplit("/", 1)[-1]):
-                causes.append(("metadata.labels", f'Invalid value: "{k}": name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\''))
-        for k, v in (meta.get("annotations") or {}).items():
+                causes.append(
+                    (
+                        "metadata.labels",
+                        f"Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.'",
+                    )
+                )
+        for v in (meta.get("annotations") or {}).values():
             if not isinstance(v, str):
-                raise bad_request(f"json: cannot unmarshal {type(v).__name__} into Go struct field ObjectMeta.metadata.annotations of type string")
+                raise bad_request(
+                    f"json: cannot unmarshal {type(v).__name__} into Go struct field ObjectMeta.metadata.annotations of type string"
+                )
         if res.plural in ("configmaps", "secrets"):
             size = 0
             for section in ("data", "binaryData"):
                 for k, v in (obj.get(section) or {}).items():
                     if not CONFIG_KEY.match(k):
-                        causes.append((f"{section}[{k}]", f'Invalid value: "{k}": a valid config key must consist of alphanumeric characters, \'-\', \'_\' or \'.\''))
+                        causes.append(
+                            (
+                                f"{section}[{k}]",
+                                f"Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                            )
+                        )
                     size += len(k) + len(str(v))
             if size > MAX_CONFIG_BYTES:
                 causes.append(("[]", f"Too long: must have at most {MAX_CONFIG_BYTES} bytes"))
-            if old is not None and old.get("immutable"):
-                if any(obj.get(s) != old.get(s) for s in ("data", "binaryData", "immutable")):
-                    causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))
+            if (old or {}).get("immutable") and any(
+                obj.get(s) != (old or {}).get(s) for s in ("data", "binaryData", "immutable")
+            ):
+                causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))
         if res.plural in ("deployments", "replicasets", "statefulsets", "daemonsets"):
             spec = obj.get("spec") or {}
             selector = spec.get("selector")
@@ -481,13 +520,32 @@ class Api:
             if not selector:
                 causes.append(("spec.selector", "Required value"))
             elif not labels_match(selector_from_match(selector), tpl_labels):
-                causes.append(("spec.template.metadata.labels", f"Invalid value: {json.dumps(tpl_labels)}: `selector` does not match template `labels`"))
+                causes.append(
+                    (
+                        "spec.template.metadata.labels",
+                        f"Invalid value: {json.dumps(tpl_labels)}: `selector` does not match template `labels`",
+                    )
+                )
             if old is not None and selector != (old.get("spec") or {}).get("selector"):
-                causes.append(("spec.selector", f"Invalid value: {json.dumps(selector)}: field is immutable"))
+                causes.append(
+                    ("spec.selector", f"Invalid value: {json.dumps(selector)}: field is immutable")
+                )
             if not (spec.get("template") or {}).get("spec", {}).get("containers"):
                 causes.append(("spec.template.spec.containers", "Required value"))
         if res.plural == "pods" and not (obj.get("spec") or {}).get("containers"):
             causes.append(("spec.containers", "Required value"))
+        pod_spec = obj.get("spec") or {}
+        if "template" in pod_spec:
+            pod_spec = (pod_spec.get("template") or {}).get("spec") or {}
+        for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []):
+            for field, value in [("name", c.get("name"))] + [
+                ("env.name", e.get("name")) for e in c.get("env") or []
+            ]:
+                if not isinstance(value, str):
+                    raise bad_request(
+                        f"json: cannot unmarshal {type(value).__name__} into Go struct field "
+                        f"Container.{field} of type string"
+                    )
         if causes:
             raise invalid(res, name, causes)
 

@@ -10,6 +10,7 @@ the store changes and otherwise wakes up for timed transitions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -154,10 +155,8 @@ class Controllers:
                 import traceback
 
                 traceback.print_exc()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.dirty.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
 
     def reconcile(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
@@ -197,22 +196,53 @@ class Controllers:
                 NODE,
                 None,
                 {
-                    "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "node-role.kubernetes.io/control-plane": ""}},
+                    "metadata": {
+                        "name": NODE_NAME,
+                        "labels": {
+                            "kubernetes.io/hostname": NODE_NAME,
+                            "node-role.kubernetes.io/control-plane": "",
+                        },
+                    },
                     "spec": {},
                 },
             )
             node = self.store.get(NODE, "", NODE_NAME)
             assert node is not None
             node["status"] = {
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
-                "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": NODE_NAME}],
-                "nodeInfo": {"kubeletVersion": "v1.32.3", "containerRuntimeVersion": "emulated://1.0", "operatingSystem": "linux", "architecture": "amd64"},
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                        "lastHeartbeatTime": now(),
+                        "lastTransitionTime": now(),
+                    }
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": "172.18.0.2"},
+                    {"type": "Hostname", "address": NODE_NAME},
+                ],
+                "nodeInfo": {
+                    "kubeletVersion": "v1.32.3",
+                    "containerRuntimeVersion": "emulated://1.0",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                },
                 "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
                 "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"},
             }
             self.store.write(NODE, node)
 
-    def record_event(self, obj: dict[str, Any], type_: str, reason: str, message: str, component: str, field_path: str | None = None) -> None:
+    def record_event(
+        self,
+        obj: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        component: str,
+        field_path: str | None = None,
+    ) -> None:
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         key = (meta["uid"], reason + (field_path or ""))
@@ -227,10 +257,17 @@ class Controllers:
             return
         name = f"{meta['name']}.{int(time.time() * 1e9):x}"[:253]
         self._event_names[key] = name
-        involved = {"kind": obj["kind"], "namespace": ns, "name": meta["name"], "uid": meta["uid"], "apiVersion": obj["apiVersion"], "resourceVersion": meta.get("resourceVersion", "")}
+        involved = {
+            "kind": obj["kind"],
+            "namespace": ns,
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "apiVersion": obj["apiVersion"],
+            "resourceVersion": meta.get("resourceVersion", ""),
+        }
         if field_path:
             involved["fieldPath"] = field_path
-        try:
+        with contextlib.suppress(ApiError):
             self.api.create(
                 EVENT,
                 ns,
@@ -240,7 +277,10 @@ class Controllers:
                     "reason": reason,
                     "message": message,
                     "type": type_,
-                    "source": {"component": component, **({"host": NODE_NAME} if component == "kubelet" else {})},
+                    "source": {
+                        "component": component,
+                        **({"host": NODE_NAME} if component == "kubelet" else {}),
+                    },
                     "firstTimestamp": ts,
                     "lastTimestamp": ts,
                     "count": 1,
@@ -248,8 +288,6 @@ class Controllers:
                     "reportingInstance": NODE_NAME if component == "kubelet" else "",
                 },
             )
-        except ApiError:
-            pass
 
     # --- deployments ------------------------------------------------------------------------
 
@@ -259,8 +297,13 @@ class Controllers:
         rss = [rs for rs in self.store.list(RS, ns) if _controller_uid(rs) == meta["uid"]]
         template = spec.get("template") or {}
         desired = int(spec.get("replicas", 1))
-        new_rs = next((rs for rs in rss if _without_hash(rs["spec"]["template"]) == _without_hash(template)), None)
-        revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in rss]
+        new_rs = next(
+            (rs for rs in rss if _without_hash(rs["spec"]["template"]) == _without_hash(template)),
+            None,
+        )
+        revisions = [
+            int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in rss
+        ]
         max_rev = max(revisions, default=0)
         if spec.get("paused"):
             return
@@ -275,7 +318,11 @@ class Controllers:
                     "name": f"{meta['name']}-{h}",
                     "namespace": ns,
                     "labels": dict(tpl["metadata"]["labels"]),
-                    "annotations": {REVISION: str(max_rev + 1), "deployment.kubernetes.io/desired-replicas": str(desired), "deployment.kubernetes.io/max-replicas": str(desired + 1)},
+                    "annotations": {
+                        REVISION: str(max_rev + 1),
+                        "deployment.kubernetes.io/desired-replicas": str(desired),
+                        "deployment.kubernetes.io/max-replicas": str(desired + 1),
+                    },
                     "ownerReferences": [_owner_ref(d)],
                 },
                 "spec": {"replicas": desired, "selector": selector, "template": tpl},
@@ -284,7 +331,13 @@ class Controllers:
                 new_rs = self.api.create(RS, ns, body)
             except ApiError:
                 return
-            self.record_event(d, "Normal", "ScalingReplicaSet", f"Scaled up replica set {new_rs['metadata']['name']} from 0 to {desired}", "deployment-controller")
+            self.record_event(
+                d,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled up replica set {new_rs['metadata']['name']} from 0 to {desired}",
+                "deployment-controller",
+            )
             rss.append(new_rs)
         else:
             ann = new_rs["metadata"].setdefault("annotations", {})
@@ -303,10 +356,18 @@ class Controllers:
             if old["spec"].get("replicas", 0) and (recreate or new_done):
                 old["spec"]["replicas"] = 0
                 self.store.write(RS, old)
-                self.record_event(d, "Normal", "ScalingReplicaSet", f"Scaled down replica set {old['metadata']['name']} from {(old.get('status') or {}).get('replicas', 0)} to 0", "deployment-controller")
+                self.record_event(
+                    d,
+                    "Normal",
+                    "ScalingReplicaSet",
+                    f"Scaled down replica set {old['metadata']['name']} from {(old.get('status') or {}).get('replicas', 0)} to 0",
+                    "deployment-controller",
+                )
         self._deployment_status(d, new_rs, olds, desired)
 
-    def _deployment_status(self, d: dict[str, Any], new_rs: dict[str, Any], olds: list[dict[str, Any]], desired: int) -> None:
+    def _deployment_status(
+        self, d: dict[str, Any], new_rs: dict[str, Any], olds: list[dict[str, Any]], desired: int
+    ) -> None:
         spec = d.get("spec") or {}
         all_rs = [new_rs, *olds]
         st = [rs.get("status") or {} for rs in all_rs]
@@ -329,25 +390,56 @@ class Controllers:
                 "type": type_,
                 "status": status,
                 "lastUpdateTime": prev["lastUpdateTime"] if same and prev else ts,
-                "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status else ts,
+                "lastTransitionTime": prev["lastTransitionTime"]
+                if prev and prev.get("status") == status
+                else ts,
                 "reason": reason,
                 "message": message,
             }
 
         if available >= desired - max_unavailable:
-            avail = cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            avail = cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+            )
         else:
-            avail = cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+            avail = cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
         complete = new_available >= desired and updated == desired and replicas == updated
         if complete:
-            prog = cond("Progressing", "True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+            prog = cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
         else:
-            prog = cond("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
+            prog = cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{rs_name}" is progressing.',
+            )
             prev = old_conds.get("Progressing")
             deadline = int(spec.get("progressDeadlineSeconds", 600))
-            started = prev.get("lastUpdateTime") if prev and prev.get("reason") in ("ReplicaSetUpdated", "ProgressDeadlineExceeded") else None
+            started = (
+                prev.get("lastUpdateTime")
+                if prev and prev.get("reason") in ("ReplicaSetUpdated", "ProgressDeadlineExceeded")
+                else None
+            )
             if started and _age(started) > deadline:
-                prog = cond("Progressing", "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
+                prog = cond(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    f'ReplicaSet "{rs_name}" has timed out progressing.',
+                )
         status: dict[str, Any] = {
             "observedGeneration": d["metadata"].get("generation", 1),
             "replicas": replicas,
@@ -390,12 +482,26 @@ class Controllers:
             except ApiError:
                 continue
             pods.append(pod)
-            self.record_event(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", "replicaset-controller")
+            self.record_event(
+                rs,
+                "Normal",
+                "SuccessfulCreate",
+                f"Created pod: {pod['metadata']['name']}",
+                "replicaset-controller",
+            )
         if len(pods) > desired:
-            pods.sort(key=lambda p: (_is_ready(p), p["metadata"]["creationTimestamp"]), reverse=False)
+            pods.sort(
+                key=lambda p: (_is_ready(p), p["metadata"]["creationTimestamp"]), reverse=False
+            )
             for pod in pods[: len(pods) - desired]:
                 self.store.remove(POD, ns, pod["metadata"]["name"])
-                self.record_event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}", "replicaset-controller")
+                self.record_event(
+                    rs,
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    "replicaset-controller",
+                )
             pods = pods[len(pods) - desired :]
         ready = sum(1 for p in pods if _is_ready(p))
         status: dict[str, Any] = {
@@ -414,7 +520,10 @@ class Controllers:
 
     def is_held(self, pod: dict[str, Any]) -> bool:
         meta = pod["metadata"]
-        return any(h.namespace == meta.get("namespace") and labels_match(h.reqs, meta.get("labels")) for h in self.holds)
+        return any(
+            h.namespace == meta.get("namespace") and labels_match(h.reqs, meta.get("labels"))
+            for h in self.holds
+        )
 
     def _kubelet(self, pod: dict[str, Any]) -> float:
         """Advance one pod; returns seconds until it next needs attention."""
@@ -463,12 +572,29 @@ class Controllers:
         }
         pod["status"]["podIPs"] = [{"ip": pod["status"]["podIP"]}]
         self.store.write(POD, pod)
-        self.record_event(pod, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}", "default-scheduler")
+        self.record_event(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}",
+            "default-scheduler",
+        )
         for c in containers:
             path = f"spec.containers{{{c['name']}}}"
-            self.record_event(pod, "Normal", "Pulled", f'Container image "{c.get("image", "")}" already present on machine', "kubelet", path)
-            self.record_event(pod, "Normal", "Created", f"Created container {c['name']}", "kubelet", path)
-            self.record_event(pod, "Normal", "Started", f"Started container {c['name']}", "kubelet", path)
+            self.record_event(
+                pod,
+                "Normal",
+                "Pulled",
+                f'Container image "{c.get("image", "")}" already present on machine',
+                "kubelet",
+                path,
+            )
+            self.record_event(
+                pod, "Normal", "Created", f"Created container {c['name']}", "kubelet", path
+            )
+            self.record_event(
+                pod, "Normal", "Started", f"Started container {c['name']}", "kubelet", path
+            )
             self.logs.append(meta["namespace"], meta["name"], c["name"], dagster.startup_lines(c))
 
     def _make_ready(self, pod: dict[str, Any], containers: list[dict[str, Any]]) -> None:
@@ -477,7 +603,18 @@ class Controllers:
         status = pod["status"]
         status["conditions"] = self._conditions(ts, ready=True, previous=status.get("conditions"))
         status["containerStatuses"] = [
-            {**cs, "ready": True, "started": True, "state": {"running": {"startedAt": ((cs.get("state") or {}).get("running") or {}).get("startedAt", ts)}}}
+            {
+                **cs,
+                "ready": True,
+                "started": True,
+                "state": {
+                    "running": {
+                        "startedAt": ((cs.get("state") or {}).get("running") or {}).get(
+                            "startedAt", ts
+                        )
+                    }
+                },
+            }
             for cs in status.get("containerStatuses") or []
         ]
         self.store.write(POD, pod)
@@ -493,31 +630,74 @@ class Controllers:
             existing = status.get("containerStatuses") or []
             cs = existing[i] if i < len(existing) else self._container_status(c, ts, ready=False)
             restarts = cs.get("restartCount", 0) + 1
-            statuses.append({
-                **cs,
-                "ready": False,
-                "started": False,
-                "restartCount": restarts,
-                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": f"back-off {min(10 * 2 ** (restarts - 1), 300)}s restarting failed container={c['name']} pod={meta['name']}_{meta['namespace']}({meta['uid']})"}},
-                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": ts, "finishedAt": ts, "containerID": cs.get("containerID", "")}},
-            })
+            statuses.append(
+                {
+                    **cs,
+                    "ready": False,
+                    "started": False,
+                    "restartCount": restarts,
+                    "state": {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off {min(10 * 2 ** (restarts - 1), 300)}s restarting failed container={c['name']} pod={meta['name']}_{meta['namespace']}({meta['uid']})",
+                        }
+                    },
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "reason": "Error",
+                            "startedAt": ts,
+                            "finishedAt": ts,
+                            "containerID": cs.get("containerID", ""),
+                        }
+                    },
+                }
+            )
             path = f"spec.containers{{{c['name']}}}"
-            self.record_event(pod, "Warning", "BackOff", "Back-off restarting failed container " + f"{c['name']} in pod {meta['name']}_{meta['namespace']}({meta['uid']})", "kubelet", path)
+            self.record_event(
+                pod,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container "
+                + f"{c['name']} in pod {meta['name']}_{meta['namespace']}({meta['uid']})",
+                "kubelet",
+                path,
+            )
             if c.get("readinessProbe"):
-                self.record_event(pod, "Warning", "Unhealthy", "Readiness probe failed: container is not serving", "kubelet", path)
+                self.record_event(
+                    pod,
+                    "Warning",
+                    "Unhealthy",
+                    "Readiness probe failed: container is not serving",
+                    "kubelet",
+                    path,
+                )
             self.logs.append(meta["namespace"], meta["name"], c["name"], dagster.crash_lines(c))
         status["containerStatuses"] = statuses
         status["conditions"] = self._conditions(ts, ready=False, previous=status.get("conditions"))
         self.store.write(POD, pod)
 
     @staticmethod
-    def _conditions(ts: str, ready: bool, previous: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    def _conditions(
+        ts: str, ready: bool, previous: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         prev = {c["type"]: c for c in previous or []}
         out = []
-        for type_ in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"):
+        for type_ in (
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ):
             value = "True" if ready or type_ not in ("Ready", "ContainersReady") else "False"
             p = prev.get(type_)
-            c: dict[str, Any] = {"type": type_, "status": value, "lastProbeTime": None, "lastTransitionTime": p["lastTransitionTime"] if p and p["status"] == value else ts}
+            c: dict[str, Any] = {
+                "type": type_,
+                "status": value,
+                "lastProbeTime": None,
+                "lastTransitionTime": p["lastTransitionTime"] if p and p["status"] == value else ts,
+            }
             if value == "False":
                 c["reason"] = "ContainersNotReady"
             out.append(c)
@@ -552,18 +732,36 @@ class Controllers:
             return self.ready_delay - age
         ts = now()
         completions = int((job.get("spec") or {}).get("completions", 1))
-        self._write_status(JOB, job, {
-            "startTime": status["startTime"],
-            "completionTime": ts,
-            "succeeded": completions,
-            "ready": 0,
-            "terminating": 0,
-            "uncountedTerminatedPods": {},
-            "conditions": [
-                {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": ts, "lastTransitionTime": ts, "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
-                {"type": "Complete", "status": "True", "lastProbeTime": ts, "lastTransitionTime": ts, "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
-            ],
-        })
+        self._write_status(
+            JOB,
+            job,
+            {
+                "startTime": status["startTime"],
+                "completionTime": ts,
+                "succeeded": completions,
+                "ready": 0,
+                "terminating": 0,
+                "uncountedTerminatedPods": {},
+                "conditions": [
+                    {
+                        "type": "SuccessCriteriaMet",
+                        "status": "True",
+                        "lastProbeTime": ts,
+                        "lastTransitionTime": ts,
+                        "reason": "CompletionsReached",
+                        "message": "Reached expected number of succeeded pods",
+                    },
+                    {
+                        "type": "Complete",
+                        "status": "True",
+                        "lastProbeTime": ts,
+                        "lastTransitionTime": ts,
+                        "reason": "CompletionsReached",
+                        "message": "Reached expected number of succeeded pods",
+                    },
+                ],
+            },
+        )
         self.record_event(job, "Normal", "Completed", "Job completed", "job-controller")
         return 1.0
 
@@ -573,9 +771,27 @@ class Controllers:
         gen = meta.get("generation", 1)
         if res is STS:
             n = int(spec.get("replicas", 1))
-            status = {"observedGeneration": gen, "replicas": n, "readyReplicas": n, "currentReplicas": n, "updatedReplicas": n, "availableReplicas": n, "currentRevision": revision, "updateRevision": revision, "collisionCount": 0}
+            status = {
+                "observedGeneration": gen,
+                "replicas": n,
+                "readyReplicas": n,
+                "currentReplicas": n,
+                "updatedReplicas": n,
+                "availableReplicas": n,
+                "currentRevision": revision,
+                "updateRevision": revision,
+                "collisionCount": 0,
+            }
         else:
-            status = {"observedGeneration": gen, "desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1, "numberMisscheduled": 0}
+            status = {
+                "observedGeneration": gen,
+                "desiredNumberScheduled": 1,
+                "currentNumberScheduled": 1,
+                "numberReady": 1,
+                "updatedNumberScheduled": 1,
+                "numberAvailable": 1,
+                "numberMisscheduled": 0,
+            }
         self._write_status(res, obj, status)
 
 

@@ -84,11 +84,15 @@ def ready_lines(container: dict[str, Any]) -> list[str]:
     if role == "code-server":
         return [f"{_ts()} - dagster.code_server - INFO - Started {_server_desc(container)}"]
     if role == "daemon":
-        return [f"{_ts()} - dagster.daemon.SensorDaemon - INFO - Not checking for any runs since no sensors have been started."]
+        return [
+            f"{_ts()} - dagster.daemon.SensorDaemon - INFO - Not checking for any runs since no sensors have been started."
+        ]
     if role == "webserver":
         argv = _argv(container)
         port = _opt(argv, "-p", "--port") or "80"
-        return [f"{_ts()} - dagster-webserver - INFO - Serving dagster-webserver on http://0.0.0.0:{port} in process 1"]
+        return [
+            f"{_ts()} - dagster-webserver - INFO - Serving dagster-webserver on http://0.0.0.0:{port} in process 1"
+        ]
     return []
 
 
@@ -123,7 +127,9 @@ class ExecResult:
     runtime_error: str | None = None  # the command could not start at all
 
 
-def run_command(argv: list[str], pod: dict[str, Any], container: dict[str, Any], version: str) -> ExecResult:
+def run_command(
+    argv: list[str], pod: dict[str, Any], container: dict[str, Any], version: str
+) -> ExecResult:
     """Emulate a command run inside a container of a Dagster image."""
     if not argv:
         return ExecResult(1, runtime_error="command is required")
@@ -136,8 +142,15 @@ def run_command(argv: list[str], pod: dict[str, Any], container: dict[str, Any],
     if cmd in ("dagster", "dagster-daemon", "dagster-webserver") and args[:1] == ["--version"]:
         return ExecResult(0, f"{cmd}, version {version}\n")
     if cmd == "dagster" and args[:2] == ["api", "grpc-health-check"]:
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", []))
-        return ExecResult(0, "gRPC connection successful\n") if ready else ExecResult(1, "Unable to connect to gRPC server: UNAVAILABLE\n")
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+        return (
+            ExecResult(0, "gRPC connection successful\n")
+            if ready
+            else ExecResult(1, "Unable to connect to gRPC server: UNAVAILABLE\n")
+        )
     if cmd in ("python", "python3") and args[:1] in (["--version"], ["-V"]):
         return ExecResult(0, "Python 3.11.9\n")
     if cmd == "echo":
@@ -150,10 +163,15 @@ def run_command(argv: list[str], pod: dict[str, Any], container: dict[str, Any],
         return ExecResult(0, pod["metadata"]["name"] + "\n")
     if cmd == "env":
         env = {"HOSTNAME": pod["metadata"]["name"], "DAGSTER_HOME": "/opt/dagster/dagster_home"}
-        env.update({e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e})
+        env.update(
+            {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
+        )
         return ExecResult(0, "".join(f"{k}={v}\n" for k, v in env.items()))
     if cmd in ("dagster", "dagster-daemon"):
-        return ExecResult(2, stderr=f"Usage: {cmd} [OPTIONS] COMMAND [ARGS]...\nTry '{cmd} --help' for help.\n\nError: No such command '{args[0] if args else ''}'.\n")
+        return ExecResult(
+            2,
+            stderr=f"Usage: {cmd} [OPTIONS] COMMAND [ARGS]...\nTry '{cmd} --help' for help.\n\nError: No such command '{args[0] if args else ''}'.\n",
+        )
     return ExecResult(
         127,
         runtime_error=(
@@ -184,7 +202,9 @@ def _helm_annotations(namespace: str) -> dict[str, str]:
     return {"meta.helm.sh/release-name": "dagster", "meta.helm.sh/release-namespace": namespace}
 
 
-def seed_dagster(emu: Emulator, namespace: str = "dagster", dagster_version: str = DEFAULT_VERSION) -> None:
+def seed_dagster(
+    emu: Emulator, namespace: str = "dagster", dagster_version: str = DEFAULT_VERSION
+) -> None:
     """Create what Dagster's Helm chart leaves that dagster-uc touches: the namespace, the
     webserver and daemon Deployments (their pods come from the controllers) and the
     workspace ConfigMap."""
@@ -193,7 +213,10 @@ def seed_dagster(emu: Emulator, namespace: str = "dagster", dagster_version: str
         emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     image = f"docker.io/dagster/dagster-celery-k8s:{dagster_version}"
     selector = {"app.kubernetes.io/name": "dagster", "app.kubernetes.io/instance": "dagster"}
-    workspace_volume = {"name": "dagster-workspace-yaml", "configMap": {"name": "dagster-workspace-yaml", "defaultMode": 420}}
+    workspace_volume = {
+        "name": "dagster-workspace-yaml",
+        "configMap": {"name": "dagster-workspace-yaml", "defaultMode": 420},
+    }
     deployments = [
         (
             "dagster-dagster-webserver",
@@ -202,9 +225,15 @@ def seed_dagster(emu: Emulator, namespace: str = "dagster", dagster_version: str
             {
                 "name": "dagster",
                 "image": image,
-                "command": ["/bin/bash", "-c", "dagster-webserver -h 0.0.0.0 -p 80 -w /dagster-workspace/workspace.yaml"],
+                "command": [
+                    "/bin/bash",
+                    "-c",
+                    "dagster-webserver -h 0.0.0.0 -p 80 -w /dagster-workspace/workspace.yaml",
+                ],
                 "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
-                "volumeMounts": [{"name": "dagster-workspace-yaml", "mountPath": "/dagster-workspace/"}],
+                "volumeMounts": [
+                    {"name": "dagster-workspace-yaml", "mountPath": "/dagster-workspace/"}
+                ],
             },
         ),
         (
@@ -214,8 +243,14 @@ def seed_dagster(emu: Emulator, namespace: str = "dagster", dagster_version: str
             {
                 "name": "dagster",
                 "image": image,
-                "command": ["/bin/bash", "-c", "dagster-daemon run -w /dagster-workspace/workspace.yaml"],
-                "volumeMounts": [{"name": "dagster-workspace-yaml", "mountPath": "/dagster-workspace/"}],
+                "command": [
+                    "/bin/bash",
+                    "-c",
+                    "dagster-daemon run -w /dagster-workspace/workspace.yaml",
+                ],
+                "volumeMounts": [
+                    {"name": "dagster-workspace-yaml", "mountPath": "/dagster-workspace/"}
+                ],
             },
         ),
     ]
@@ -272,7 +307,11 @@ def seed_dagster(emu: Emulator, namespace: str = "dagster", dagster_version: str
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",
-                "metadata": {"name": "dagster", "namespace": namespace, "labels": _labels(dagster_version, "dagster")},
+                "metadata": {
+                    "name": "dagster",
+                    "namespace": namespace,
+                    "labels": _labels(dagster_version, "dagster"),
+                },
             }
         )
     if emu.get("v1", "configmaps", namespace, "dagster-workspace-yaml") is None:
@@ -283,7 +322,11 @@ def seed_dagster(emu: Emulator, namespace: str = "dagster", dagster_version: str
                 "metadata": {
                     "name": "dagster-workspace-yaml",
                     "namespace": namespace,
-                    "labels": {k: v for k, v in _labels(dagster_version, "dagster").items() if k != "component"},
+                    "labels": {
+                        k: v
+                        for k, v in _labels(dagster_version, "dagster").items()
+                        if k != "component"
+                    },
                     "annotations": _helm_annotations(namespace),
                 },
                 "data": {"workspace.yaml": "load_from: []\n"},

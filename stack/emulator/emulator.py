@@ -54,7 +54,9 @@ class Emulator:
         self.logs = PodLogs()
         self.controllers = Controllers(self.api, self.store, ready_delay, self.logs)
         self.request_counts: Counter[tuple[str, str]] = Counter()
-        self.exec_handler: Callable[[list[str], dict[str, Any], dict[str, Any]], ExecResult | None] | None = None
+        self.exec_handler: (
+            Callable[[list[str], dict[str, Any], dict[str, Any]], ExecResult | None] | None
+        ) = None
         self._faults: list[Fault] = []
         self._conflicts: list[list[Any]] = []
         self._knob_lock = threading.Lock()
@@ -145,7 +147,10 @@ class Emulator:
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
             "users": [{"name": context, "user": {"token": "emulator"}}],
             "contexts": [
-                {"name": context, "context": {"cluster": context, "user": context, "namespace": namespace}}
+                {
+                    "name": context,
+                    "context": {"cluster": context, "user": context, "namespace": namespace},
+                }
             ],
             "current-context": context,
             "preferences": {},
@@ -163,11 +168,19 @@ class Emulator:
             raise KeyError(f"the emulator does not serve {api_version} {plural_or_kind}")
         return res
 
-    def get(self, api_version: str, kind_plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind_plural: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         res = self._res(api_version, kind_plural)
         return self.store.get(res, (namespace or "") if res.namespaced else "", name)
 
-    def list(self, api_version: str, kind_plural: str, namespace: str | None = None, label_selector: str = "") -> list[dict[str, Any]]:
+    def list(
+        self,
+        api_version: str,
+        kind_plural: str,
+        namespace: str | None = None,
+        label_selector: str = "",
+    ) -> list[dict[str, Any]]:
         res = self._res(api_version, kind_plural)
         return self.api.list(res, namespace, parse_label_selector(label_selector))
 
@@ -179,11 +192,20 @@ class Emulator:
             self.api.create(NS, None, {"metadata": {"name": ns}})
         return self.api.create(res, ns, obj)
 
-    def patch(self, api_version: str, kind_plural: str, namespace: str | None, name: str, merge_patch: dict[str, Any]) -> dict[str, Any]:
+    def patch(
+        self,
+        api_version: str,
+        kind_plural: str,
+        namespace: str | None,
+        name: str,
+        merge_patch: dict[str, Any],
+    ) -> dict[str, Any]:
         import json
 
         res = self._res(api_version, kind_plural)
-        return self.api.patch(res, namespace, name, "application/merge-patch+json", json.dumps(merge_patch).encode())
+        return self.api.patch(
+            res, namespace, name, "application/merge-patch+json", json.dumps(merge_patch).encode()
+        )
 
     def delete(self, api_version: str, kind_plural: str, namespace: str | None, name: str) -> None:
         res = self._res(api_version, kind_plural)
@@ -198,13 +220,17 @@ class Emulator:
     def hold_unready(self, namespace: str, label_selector: str) -> None:
         """Pods matching (present and future) never become ready; they crash-loop instead."""
         with self._knob_lock:
-            self.controllers.holds.append(Hold(namespace, label_selector, parse_label_selector(label_selector)))
+            self.controllers.holds.append(
+                Hold(namespace, label_selector, parse_label_selector(label_selector))
+            )
         self.controllers.wake()
 
     def release_unready(self, namespace: str, label_selector: str) -> None:
         with self._knob_lock:
             self.controllers.holds = [
-                h for h in self.controllers.holds if (h.namespace, h.selector) != (namespace, label_selector)
+                h
+                for h in self.controllers.holds
+                if (h.namespace, h.selector) != (namespace, label_selector)
             ]
         self.controllers.wake()
 
@@ -236,7 +262,9 @@ class Emulator:
     def reset_counts(self) -> None:
         self.request_counts.clear()
 
-    def append_pod_log(self, namespace: str, pod: str, lines: list[str], container: str | None = None) -> None:
+    def append_pod_log(
+        self, namespace: str, pod: str, lines: list[str], container: str | None = None
+    ) -> None:
         """Add lines to a pod container's log (default: its first container)."""
         if container is None:
             obj = self.get("v1", "pods", namespace, pod)
@@ -244,7 +272,9 @@ class Emulator:
                 raise KeyError(f"no pod {namespace}/{pod}")
             container = obj["spec"]["containers"][0]["name"]
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.logs.append, namespace, pod, container, list(lines))
+            self._loop.call_soon_threadsafe(
+                self.logs.append, namespace, pod, container, list(lines)
+            )
         else:
             self.logs.append(namespace, pod, container, list(lines))
 

@@ -21,8 +21,13 @@ class PatchError(ValueError):
 # --- shared: associative list keys ------------------------------------------------------
 
 _NAME_KEYED = {
-    "containers", "initContainers", "ephemeralContainers", "env", "volumes",
-    "imagePullSecrets", "secrets",
+    "containers",
+    "initContainers",
+    "ephemeralContainers",
+    "env",
+    "volumes",
+    "imagePullSecrets",
+    "secrets",
 }
 _KEYS: dict[str, tuple[str, ...]] = {
     "volumeMounts": ("mountPath",),
@@ -168,7 +173,9 @@ def strategic_merge(original: Any, patch: Any) -> Any:
         remove = patch.pop(k) or []
         if isinstance(result.get(field), list):
             result[field] = [v for v in result[field] if v not in remove]
-    orders = {k.split("/", 1)[1]: patch.pop(k) for k in list(patch) if k.startswith("$setElementOrder/")}
+    orders = {
+        k.split("/", 1)[1]: patch.pop(k) for k in list(patch) if k.startswith("$setElementOrder/")
+    }
     for k, v in patch.items():
         if v is None:
             result.pop(k, None)
@@ -227,9 +234,15 @@ def _strip_directives(value: Any) -> Any:
 # --- server-side apply -------------------------------------------------------------------
 
 IDENTITY_FIELDS = {
-    ("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"),
-    ("metadata", "uid"), ("metadata", "resourceVersion"), ("metadata", "managedFields"),
-    ("metadata", "creationTimestamp"), ("metadata", "generation"),
+    ("apiVersion",),
+    ("kind",),
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+    ("metadata", "uid"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "managedFields"),
+    ("metadata", "creationTimestamp"),
+    ("metadata", "generation"),
 }
 
 Path = tuple[Any, ...]
@@ -251,7 +264,16 @@ def field_paths(obj: Any, prefix: Path = ()) -> set[Path]:
             key = list_key(k, v)
             if key:
                 for item in v:
-                    ipath = (*path, ("k", json.dumps(dict(zip(key, _item_id(item, key) or ())), sort_keys=True)))
+                    ipath = (
+                        *path,
+                        (
+                            "k",
+                            json.dumps(
+                                dict(zip(key, _item_id(item, key) or (), strict=False)),
+                                sort_keys=True,
+                            ),
+                        ),
+                    )
                     out.add(ipath)
                     out |= field_paths(item, ipath)
     return out
@@ -282,7 +304,11 @@ def from_fields_v1(tree: dict[str, Any], prefix: Path = ()) -> set[Path]:
     for name, child in (tree or {}).items():
         if name == ".":
             continue
-        seg: Any = name[2:] if name.startswith("f:") else ("k", json.dumps(json.loads(name[2:]), sort_keys=True))
+        seg: Any = (
+            name[2:]
+            if name.startswith("f:")
+            else ("k", json.dumps(json.loads(name[2:]), sort_keys=True))
+        )
         path = (*prefix, seg)
         out.add(path)
         out |= from_fields_v1(child, path)
@@ -322,7 +348,11 @@ def _delete_path(obj: Any, path: Path) -> None:
     last = path[-1]
     if isinstance(last, tuple) and isinstance(node, list):
         want = json.loads(last[1])
-        node[:] = [i for i in node if not (isinstance(i, dict) and all(i.get(k) == v for k, v in want.items()))]
+        node[:] = [
+            i
+            for i in node
+            if not (isinstance(i, dict) and all(i.get(k) == v for k, v in want.items()))
+        ]
     elif isinstance(node, dict):
         node.pop(last, None)
 
@@ -332,7 +362,14 @@ def _step(node: Any, seg: Any) -> Any:
         if not isinstance(node, list):
             return None
         want = json.loads(seg[1])
-        return next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
+        return next(
+            (
+                i
+                for i in node
+                if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())
+            ),
+            None,
+        )
     return node.get(seg) if isinstance(node, dict) else None
 
 
@@ -366,13 +403,15 @@ def server_side_apply(
     new = field_paths(applied)
     if not force and current:
         clashes = [
-            p for p in new & other_paths
+            p
+            for p in new & other_paths
             if not isinstance(_value_at(applied, p), (dict, list))
             and _value_at(applied, p) != _value_at(current, p)
         ]
         if clashes:
             owner = next(
-                e.get("manager") for e in others
+                e.get("manager")
+                for e in others
                 if from_fields_v1(e.get("fieldsV1") or {}) & set(clashes)
             )
             raise ApplyConflict(owner, [_dotted(p) for p in clashes])
@@ -385,7 +424,9 @@ def server_side_apply(
         # Forced fields change owner: drop them from the other managers' sets.
         kept = []
         for e in others:
-            paths = from_fields_v1(e.get("fieldsV1") or {}) - {p for p in new if not _has_children(p, new)}
+            paths = from_fields_v1(e.get("fieldsV1") or {}) - {
+                p for p in new if not _has_children(p, new)
+            }
             if paths:
                 kept.append({**e, "fieldsV1": to_fields_v1(paths)})
         others = kept

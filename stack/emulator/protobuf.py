@@ -57,42 +57,94 @@ def fields(buf: bytes) -> list[tuple[int, int, Any]]:
 # Schema: field number -> (json name, type). Types: "str", "bytes" (base64 in JSON), "int",
 # "bool", "time", a nested schema dict, ("map", value type), ("list", type).
 TIME = "time"
-OWNER_REF = {1: ("kind", "str"), 3: ("name", "str"), 4: ("uid", "str"), 5: ("apiVersion", "str"),
-             6: ("controller", "bool"), 7: ("blockOwnerDeletion", "bool")}
+OWNER_REF = {
+    1: ("kind", "str"),
+    3: ("name", "str"),
+    4: ("uid", "str"),
+    5: ("apiVersion", "str"),
+    6: ("controller", "bool"),
+    7: ("blockOwnerDeletion", "bool"),
+}
 OBJECT_META = {
-    1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"), 4: ("selfLink", "str"),
-    5: ("uid", "str"), 6: ("resourceVersion", "str"), 7: ("generation", "int"),
-    8: ("creationTimestamp", TIME), 9: ("deletionTimestamp", TIME),
-    10: ("deletionGracePeriodSeconds", "int"), 11: ("labels", ("map", "str")),
-    12: ("annotations", ("map", "str")), 13: ("ownerReferences", ("list", OWNER_REF)),
+    1: ("name", "str"),
+    2: ("generateName", "str"),
+    3: ("namespace", "str"),
+    4: ("selfLink", "str"),
+    5: ("uid", "str"),
+    6: ("resourceVersion", "str"),
+    7: ("generation", "int"),
+    8: ("creationTimestamp", TIME),
+    9: ("deletionTimestamp", TIME),
+    10: ("deletionGracePeriodSeconds", "int"),
+    11: ("labels", ("map", "str")),
+    12: ("annotations", ("map", "str")),
+    13: ("ownerReferences", ("list", OWNER_REF)),
     14: ("finalizers", ("list", "str")),
 }
 LOCAL_REF = {1: ("name", "str")}
-OBJECT_REF = {1: ("kind", "str"), 2: ("namespace", "str"), 3: ("name", "str"), 4: ("uid", "str"),
-              5: ("apiVersion", "str"), 6: ("resourceVersion", "str"), 7: ("fieldPath", "str")}
+OBJECT_REF = {
+    1: ("kind", "str"),
+    2: ("namespace", "str"),
+    3: ("name", "str"),
+    4: ("uid", "str"),
+    5: ("apiVersion", "str"),
+    6: ("resourceVersion", "str"),
+    7: ("fieldPath", "str"),
+}
 SCHEMAS: dict[str, dict[int, tuple[str, Any]]] = {
-    "ConfigMap": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "str")),
-                  3: ("binaryData", ("map", "bytes")), 4: ("immutable", "bool")},
-    "Secret": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "bytes")), 3: ("type", "str"),
-               4: ("stringData", ("map", "str")), 5: ("immutable", "bool")},
-    "Namespace": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", ("list", "str"))}),
-                  3: ("status", {1: ("phase", "str")})},
-    "ServiceAccount": {1: ("metadata", OBJECT_META), 2: ("secrets", ("list", OBJECT_REF)),
-                       3: ("imagePullSecrets", ("list", LOCAL_REF)),
-                       4: ("automountServiceAccountToken", "bool")},
-    "Lease": {1: ("metadata", OBJECT_META), 2: ("spec", {
-        1: ("holderIdentity", "str"), 2: ("leaseDurationSeconds", "int"),
-        3: ("acquireTime", "microtime"), 4: ("renewTime", "microtime"),
-        5: ("leaseTransitions", "int"), 6: ("strategy", "str"), 7: ("preferredHolder", "str")})},
-    "DeleteOptions": {1: ("gracePeriodSeconds", "int"),
-                      2: ("preconditions", {1: ("uid", "str"), 2: ("resourceVersion", "str")}),
-                      3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"),
-                      5: ("dryRun", ("list", "str"))},
+    "ConfigMap": {
+        1: ("metadata", OBJECT_META),
+        2: ("data", ("map", "str")),
+        3: ("binaryData", ("map", "bytes")),
+        4: ("immutable", "bool"),
+    },
+    "Secret": {
+        1: ("metadata", OBJECT_META),
+        2: ("data", ("map", "bytes")),
+        3: ("type", "str"),
+        4: ("stringData", ("map", "str")),
+        5: ("immutable", "bool"),
+    },
+    "Namespace": {
+        1: ("metadata", OBJECT_META),
+        2: ("spec", {1: ("finalizers", ("list", "str"))}),
+        3: ("status", {1: ("phase", "str")}),
+    },
+    "ServiceAccount": {
+        1: ("metadata", OBJECT_META),
+        2: ("secrets", ("list", OBJECT_REF)),
+        3: ("imagePullSecrets", ("list", LOCAL_REF)),
+        4: ("automountServiceAccountToken", "bool"),
+    },
+    "Lease": {
+        1: ("metadata", OBJECT_META),
+        2: (
+            "spec",
+            {
+                1: ("holderIdentity", "str"),
+                2: ("leaseDurationSeconds", "int"),
+                3: ("acquireTime", "microtime"),
+                4: ("renewTime", "microtime"),
+                5: ("leaseTransitions", "int"),
+                6: ("strategy", "str"),
+                7: ("preferredHolder", "str"),
+            },
+        ),
+    },
+    "DeleteOptions": {
+        1: ("gracePeriodSeconds", "int"),
+        2: ("preconditions", {1: ("uid", "str"), 2: ("resourceVersion", "str")}),
+        3: ("orphanDependents", "bool"),
+        4: ("propagationPolicy", "str"),
+        5: ("dryRun", ("list", "str")),
+    },
 }
 
 
-def _time(buf: bytes, micro: bool) -> str:
+def _time(buf: bytes, micro: bool) -> str | None:
     parts = {n: v for n, _, v in fields(buf)}
+    if not parts.get(1):
+        return None  # the zero time
     ts = datetime.fromtimestamp(parts.get(1, 0), tz=timezone.utc)
     if micro:
         nanos = parts.get(2, 0)
@@ -129,7 +181,9 @@ def decode_message(buf: bytes, schema: dict[int, tuple[str, Any]]) -> dict[str, 
         elif isinstance(typ, tuple) and typ[0] == "list":
             out.setdefault(name, []).append(_scalar(typ[1], wt, val))
         else:
-            out[name] = _scalar(typ, wt, val)
+            value = _scalar(typ, wt, val)
+            if value not in ("", None):  # Go omits empty optional fields in JSON
+                out[name] = value
     return out
 
 

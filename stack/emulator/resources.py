@@ -35,11 +35,11 @@ class Resource:
         return "status" in self.subresources
 
 
-def _r(gv: str, plural: str, kind: str, *, ns: bool = True, short: str = "", sub: str = "") -> Resource:
+def _r(
+    gv: str, plural: str, kind: str, *, ns: bool = True, short: str = "", sub: str = ""
+) -> Resource:
     group, _, version = gv.rpartition("/")
-    return Resource(
-        group, version, plural, kind, ns, tuple(short.split()), tuple(sub.split())
-    )
+    return Resource(group, version, plural, kind, ns, tuple(short.split()), tuple(sub.split()))
 
 
 RESOURCES: list[Resource] = [
@@ -70,7 +70,13 @@ RESOURCES: list[Resource] = [
     _r("networking.k8s.io/v1", "ingresses", "Ingress", short="ing", sub="status"),
     _r("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", short="netpol"),
     _r("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", short="pdb", sub="status"),
-    _r("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short="hpa", sub="status"),
+    _r(
+        "autoscaling/v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        short="hpa",
+        sub="status",
+    ),
     _r("storage.k8s.io/v1", "storageclasses", "StorageClass", ns=False, short="sc"),
     _r("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", ns=False, short="pc"),
 ]

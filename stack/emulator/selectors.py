@@ -78,7 +78,9 @@ def selector_from_match(selector: dict[str, Any] | None) -> list[Requirement]:
         reqs.append(Requirement(k, "=", (str(v),)))
     ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
     for expr in (selector or {}).get("matchExpressions") or []:
-        reqs.append(Requirement(expr["key"], ops[expr["operator"]], tuple(expr.get("values") or ())))
+        reqs.append(
+            Requirement(expr["key"], ops[expr["operator"]], tuple(expr.get("values") or ()))
+        )
     return reqs
 
 
@@ -121,7 +123,4 @@ def _field_value(obj: dict[str, Any], path: str) -> str:
 
 
 def fields_match(reqs: list[tuple[str, str, str]], obj: dict[str, Any]) -> bool:
-    for path, op, value in reqs:
-        if (_field_value(obj, path) == value) != (op == "="):
-            return False
-    return True
+    return all((_field_value(obj, path) == value) == (op == "=") for path, op, value in reqs)

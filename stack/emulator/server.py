@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -16,24 +16,48 @@ from aiohttp import web
 from . import dagster, patches, protobuf
 from .controllers import POD
 from .resources import BY_PATH, RESOURCES, VERBS, Resource, group_versions
-from .selectors import SelectorError, labels_match, fields_match, parse_field_selector, parse_label_selector, selector_string
+from .selectors import (
+    SelectorError,
+    fields_match,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+    selector_string,
+)
 from .store import ApiError, Event, bad_request, conflict
 
 if TYPE_CHECKING:
     from .emulator import Emulator
 
 JSON = "application/json"
-EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+OBJECT_KEY = web.RequestKey("object", tuple)
+EXEC_PROTOCOLS = (
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+)
 FAULT_REASONS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-    410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
-    503: "ServiceUnavailable", 504: "Timeout",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
 }
 
 
 def respond(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json.dumps(body).encode(), status=status, headers={"Content-Type": JSON, **(headers or {})}
+        body=json.dumps(body).encode(),
+        status=status,
+        headers={"Content-Type": JSON, **(headers or {})},
     )
 
 
@@ -89,8 +113,13 @@ class Server:
             return error_response(e)
         except web.HTTPException:
             raise
-        key = request.get("object")
-        if request.method == "GET" and key and resp.status == 200 and self.emu._take_conflict(request.path):
+        key = request.get(OBJECT_KEY)
+        if (
+            request.method == "GET"
+            and key
+            and resp.status == 200
+            and self.emu._take_conflict(request.path)
+        ):
             self.emu._bump(*key)
         return resp
 
@@ -99,23 +128,34 @@ class Server:
     async def version(self, request: web.Request) -> web.Response:
         v = self.emu.kube_version.lstrip("v")
         major, minor = v.split(".")[:2]
-        return respond({
-            "major": major, "minor": minor, "emulationMajor": major, "emulationMinor": minor,
-            "gitVersion": self.emu.kube_version, "gitCommit": "0" * 40, "gitTreeState": "clean",
-            "buildDate": "2025-03-11T19:52:21Z", "goVersion": "go1.23.6", "compiler": "gc",
-            "platform": "linux/amd64",
-        })
+        return respond(
+            {
+                "major": major,
+                "minor": minor,
+                "emulationMajor": major,
+                "emulationMinor": minor,
+                "gitVersion": self.emu.kube_version,
+                "gitCommit": "0" * 40,
+                "gitTreeState": "clean",
+                "buildDate": "2025-03-11T19:52:21Z",
+                "goVersion": "go1.23.6",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type="text/plain")
 
     async def core_versions(self, request: web.Request) -> web.Response:
         host = request.host
-        return respond({
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
-        })
+        return respond(
+            {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+            }
+        )
 
     @staticmethod
     def _group_entry(group: str, versions: list[str]) -> dict[str, Any]:
@@ -127,11 +167,13 @@ class Server:
         for r in RESOURCES:
             if r.group and r.version not in groups.setdefault(r.group, []):
                 groups[r.group].append(r.version)
-        return respond({
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [self._group_entry(g, vs) for g, vs in groups.items()],
-        })
+        return respond(
+            {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._group_entry(g, vs) for g, vs in groups.items()],
+            }
+        )
 
     @staticmethod
     def resource_list(gv: str) -> dict[str, Any]:
@@ -142,11 +184,21 @@ class Server:
                 "singularName": r.singular,
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": VERBS if r.plural != "namespaces" else [v for v in VERBS if v != "deletecollection"],
+                "verbs": VERBS
+                if r.plural != "namespaces"
+                else [v for v in VERBS if v != "deletecollection"],
             }
             if r.short_names:
                 entry["shortNames"] = list(r.short_names)
-            if r.plural in ("pods", "deployments", "services", "replicasets", "statefulsets", "daemonsets", "jobs"):
+            if r.plural in (
+                "pods",
+                "deployments",
+                "services",
+                "replicasets",
+                "statefulsets",
+                "daemonsets",
+                "jobs",
+            ):
                 entry["categories"] = ["all"]
             resources.append(entry)
             for sub in r.subresources:
@@ -159,15 +211,22 @@ class Server:
                     kind, verbs = "PodExecOptions", ["create", "get"]
                 elif sub == "finalize":
                     verbs = ["update"]
-                resources.append({
-                    "name": f"{r.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "kind": kind,
-                    "verbs": verbs,
-                    **({"group": "autoscaling", "version": "v1"} if sub == "scale" else {}),
-                })
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+                resources.append(
+                    {
+                        "name": f"{r.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": r.namespaced,
+                        "kind": kind,
+                        "verbs": verbs,
+                        **({"group": "autoscaling", "version": "v1"} if sub == "scale" else {}),
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }
 
     # --- OpenAPI -----------------------------------------------------------------------------
 
@@ -183,25 +242,51 @@ class Server:
         for gv in group_versions():
             doc = json.dumps(self._openapi_gv(gv), sort_keys=True).encode()
             digest = hashlib.sha512(doc).hexdigest()[:128].upper()
-            paths[self._gv_path(gv)] = {"serverRelativeURL": f"/openapi/v3/{self._gv_path(gv)}?hash={digest}"}
+            paths[self._gv_path(gv)] = {
+                "serverRelativeURL": f"/openapi/v3/{self._gv_path(gv)}?hash={digest}"
+            }
         return respond({"paths": paths})
 
     def _openapi_gv(self, gv: str) -> dict[str, Any]:
         paths: dict[str, Any] = {}
         for r in group_versions().get(gv, []):
             prefix = "/" + self._gv_path(gv)
-            path = f"{prefix}/namespaces/{{namespace}}/{r.plural}/{{name}}" if r.namespaced else f"{prefix}/{r.plural}/{{name}}"
+            path = (
+                f"{prefix}/namespaces/{{namespace}}/{r.plural}/{{name}}"
+                if r.namespaced
+                else f"{prefix}/{r.plural}/{{name}}"
+            )
             paths[path] = {
                 "patch": {
                     "description": f"partially update the specified {r.kind}",
                     "operationId": f"patch{r.kind}",
                     "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+                    "x-kubernetes-group-version-kind": {
+                        "group": r.group,
+                        "version": r.version,
+                        "kind": r.kind,
+                    },
                     "parameters": [
-                        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": True}},
+                        {
+                            "name": "dryRun",
+                            "in": "query",
+                            "schema": {"type": "string", "uniqueItems": True},
+                        },
+                        {
+                            "name": "fieldManager",
+                            "in": "query",
+                            "schema": {"type": "string", "uniqueItems": True},
+                        },
+                        {
+                            "name": "fieldValidation",
+                            "in": "query",
+                            "schema": {"type": "string", "uniqueItems": True},
+                        },
+                        {
+                            "name": "force",
+                            "in": "query",
+                            "schema": {"type": "boolean", "uniqueItems": True},
+                        },
                     ],
                     "responses": {"200": {"description": "OK"}},
                 }
@@ -222,7 +307,9 @@ class Server:
 
     # --- REST dispatch -----------------------------------------------------------------------
 
-    def _parse(self, request: web.Request) -> tuple[str, Resource | None, str | None, str | None, str | None]:
+    def _parse(
+        self, request: web.Request
+    ) -> tuple[str, Resource | None, str | None, str | None, str | None]:
         """(groupVersion, resource, namespace, name, subresource) of an /api or /apis path."""
         segs = [s for s in request.match_info["tail"].split("/") if s]
         if request.path.startswith("/apis/"):
@@ -255,10 +342,16 @@ class Server:
             if request.path.startswith("/apis/") and "/" not in gv:
                 versions = sorted({r.version for r in RESOURCES if r.group == gv})
                 if not versions:
-                    raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
-                return respond({"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(gv, versions)})
+                    raise ApiError(
+                        404, "NotFound", "the server could not find the requested resource", {}
+                    )
+                return respond(
+                    {"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(gv, versions)}
+                )
             if gv not in group_versions():
-                raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+                raise ApiError(
+                    404, "NotFound", "the server could not find the requested resource", {}
+                )
             return respond(self.resource_list(gv))
         q = request.query
         dry_run = "All" in q.getall("dryRun", [])
@@ -278,22 +371,34 @@ class Server:
                 return respond(self.api.create(res, ns, obj, dry_run=dry_run), 201)
             if m == "DELETE":
                 return await self.delete_collection(request, res, ns, dry_run)
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         if m == "GET":
             if q.get("watch") in ("1", "true"):
                 return await self.watch(request, res, ns, name)
-            request["object"] = (res, ns or "", name)
+            request[OBJECT_KEY] = (res, ns or "", name)
             return respond(self.api.get(res, ns or "", name))
         if m == "PUT":
             obj = await self._body(request)
             return respond(self.api.update(res, ns, name, obj, subresource=sub, dry_run=dry_run))
         if m == "PATCH":
             body = await request.read()
-            return respond(self.api.patch(
-                res, ns, name, request.headers.get("Content-Type", ""), body,
-                subresource=sub, field_manager=q.get("fieldManager"),
-                force=q.get("force") == "true", dry_run=dry_run,
-            ))
+            return respond(
+                self.api.patch(
+                    res,
+                    ns,
+                    name,
+                    request.headers.get("Content-Type", ""),
+                    body,
+                    subresource=sub,
+                    field_manager=q.get("fieldManager"),
+                    force=q.get("force") == "true",
+                    dry_run=dry_run,
+                )
+            )
         if m == "DELETE":
             options = await self._body(request, optional=True) or {}
             for k in ("propagationPolicy", "gracePeriodSeconds"):
@@ -303,7 +408,11 @@ class Server:
                 options["orphanDependents"] = True
             dry_run = dry_run or "All" in (options.get("dryRun") or [])
             return respond(self.api.delete(res, ns, name, options, dry_run=dry_run))
-        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise ApiError(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
 
     async def _body(self, request: web.Request, optional: bool = False) -> dict[str, Any] | None:
         raw = await request.read()
@@ -326,7 +435,7 @@ class Server:
         raise ApiError(
             415,
             "UnsupportedMediaType",
-            f'the body of the request was in an unknown format - accepted media types include: '
+            f"the body of the request was in an unknown format - accepted media types include: "
             f'application/json, application/yaml, application/vnd.kubernetes.protobuf ("{ctype}")',
             {},
         )
@@ -352,39 +461,57 @@ class Server:
                 after = json.loads(base64.urlsafe_b64decode(cont.encode()))
             except ValueError as e:
                 raise bad_request("continue key is not valid") from e
-            items = [i for i in items if [i["metadata"].get("namespace", ""), i["metadata"]["name"]] > after]
+            items = [
+                i
+                for i in items
+                if [i["metadata"].get("namespace", ""), i["metadata"]["name"]] > after
+            ]
         limit = int(request.query.get("limit") or 0)
         if limit and len(items) > limit:
             last = items[limit - 1]["metadata"]
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps([last.get("namespace", ""), last["name"]]).encode()).decode()
+            meta["continue"] = base64.urlsafe_b64encode(
+                json.dumps([last.get("namespace", ""), last["name"]]).encode()
+            ).decode()
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
-        return respond({
-            "kind": f"{res.kind}List",
-            "apiVersion": res.group_version,
-            "metadata": meta,
-            "items": [_list_item(i) for i in items],
-        })
+        return respond(
+            {
+                "kind": f"{res.kind}List",
+                "apiVersion": res.group_version,
+                "metadata": meta,
+                "items": [_list_item(i) for i in items],
+            }
+        )
 
-    async def delete_collection(self, request: web.Request, res: Resource, ns: str | None, dry_run: bool) -> web.Response:
+    async def delete_collection(
+        self, request: web.Request, res: Resource, ns: str | None, dry_run: bool
+    ) -> web.Response:
         label_reqs, field_reqs = self._selectors(request)
         options = await self._body(request, optional=True) or {}
         if "propagationPolicy" in request.query:
             options["propagationPolicy"] = request.query["propagationPolicy"]
         items = self.api.list(res, ns, label_reqs, field_reqs)
         for item in items:
-            try:
-                self.api.delete(res, item["metadata"].get("namespace"), item["metadata"]["name"], options, dry_run=dry_run)
-            except ApiError:
-                pass
-        return respond({
-            "kind": f"{res.kind}List",
-            "apiVersion": res.group_version,
-            "metadata": {"resourceVersion": str(self.store.resource_version)},
-            "items": [_list_item(i) for i in items],
-        })
+            with contextlib.suppress(ApiError):
+                self.api.delete(
+                    res,
+                    item["metadata"].get("namespace"),
+                    item["metadata"]["name"],
+                    options,
+                    dry_run=dry_run,
+                )
+        return respond(
+            {
+                "kind": f"{res.kind}List",
+                "apiVersion": res.group_version,
+                "metadata": {"resourceVersion": str(self.store.resource_version)},
+                "items": [_list_item(i) for i in items],
+            }
+        )
 
-    async def scale(self, request: web.Request, res: Resource, ns: str | None, name: str, dry_run: bool) -> web.Response:
+    async def scale(
+        self, request: web.Request, res: Resource, ns: str | None, name: str, dry_run: bool
+    ) -> web.Response:
         obj = self.api.get(res, ns or "", name)
         meta = obj["metadata"]
 
@@ -393,7 +520,11 @@ class Server:
             return {
                 "kind": "Scale",
                 "apiVersion": "autoscaling/v1",
-                "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
+                "metadata": {
+                    k: m[k]
+                    for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                    if k in m
+                },
                 "spec": {"replicas": (o.get("spec") or {}).get("replicas", 0)},
                 "status": {
                     "replicas": (o.get("status") or {}).get("replicas", 0),
@@ -409,9 +540,17 @@ class Server:
             body = json.loads(await request.read() or b"{}")
             ctype = request.content_type
             current = to_scale(obj)
-            scale = patches.json_patch(current, body) if ctype == "application/json-patch+json" else patches.merge_patch(current, body)
+            scale = (
+                patches.json_patch(current, body)
+                if ctype == "application/json-patch+json"
+                else patches.merge_patch(current, body)
+            )
         else:
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         if rv and rv != meta["resourceVersion"]:
             raise conflict(res, name)
@@ -421,20 +560,32 @@ class Server:
 
     # --- watch -------------------------------------------------------------------------------
 
-    async def watch(self, request: web.Request, res: Resource, ns: str | None, name: str | None = None) -> web.StreamResponse:
+    async def watch(
+        self, request: web.Request, res: Resource, ns: str | None, name: str | None = None
+    ) -> web.StreamResponse:
         q = request.query
         label_reqs, field_reqs = self._selectors(request)
         if name:
             field_reqs.append(("metadata.name", "=", name))
         send_initial = q.get("sendInitialEvents") == "true"
         rv_param = q.get("resourceVersion") or ""
-        since = int(rv_param) if rv_param not in ("", "0") and rv_param.isdigit() and not send_initial else None
+        since = (
+            int(rv_param)
+            if rv_param not in ("", "0") and rv_param.isdigit() and not send_initial
+            else None
+        )
         timeout = float(q.get("timeoutSeconds") or 0) or None
         loop = asyncio.get_running_loop()
-        watcher, replay, current, cur_rv = self.store.watch(res, ns if res.namespaced else None, since, loop)
+        watcher, replay, current, cur_rv = self.store.watch(
+            res, ns if res.namespaced else None, since, loop
+        )
 
         def matches(obj: dict[str, Any] | None) -> bool:
-            return obj is not None and labels_match(label_reqs, obj["metadata"].get("labels")) and fields_match(field_reqs, obj)
+            return (
+                obj is not None
+                and labels_match(label_reqs, obj["metadata"].get("labels"))
+                and fields_match(field_reqs, obj)
+            )
 
         resp = web.StreamResponse(headers={"Content-Type": JSON})
         resp.enable_chunked_encoding()
@@ -461,13 +612,24 @@ class Server:
                     if matches(obj):
                         await send("ADDED", obj)
                 if send_initial:
-                    await send("BOOKMARK", {
-                        "kind": res.kind,
-                        "apiVersion": res.group_version,
-                        "metadata": {"resourceVersion": str(cur_rv), "annotations": {"k8s.io/initial-events-end": "true"}},
-                    })
+                    await send(
+                        "BOOKMARK",
+                        {
+                            "kind": res.kind,
+                            "apiVersion": res.group_version,
+                            "metadata": {
+                                "resourceVersion": str(cur_rv),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    )
             elif replay is None:
-                await send("ERROR", ApiError(410, "Expired", f"too old resource version: {since} ({cur_rv})").status())
+                await send(
+                    "ERROR",
+                    ApiError(
+                        410, "Expired", f"too old resource version: {since} ({cur_rv})"
+                    ).status(),
+                )
                 return resp
             else:
                 for e in replay:
@@ -499,7 +661,9 @@ class Server:
         if not wanted:
             if len(containers) != 1:
                 names = " ".join(c["name"] for c in containers)
-                raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{names}]")
+                raise bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{names}]"
+                )
             return containers[0]
         for c in containers:
             if c["name"] == wanted:
@@ -512,14 +676,20 @@ class Server:
         container = self._container(pod, q.get("container"))
         cname = container["name"]
         if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
-            raise bad_request(f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
+            raise bad_request(
+                f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating'
+            )
         logs = self.emu.logs
         key = (ns, name, cname)
         if q.get("previous") == "true":
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             if not any(s.get("name") == cname and s.get("restartCount", 0) for s in statuses):
-                raise bad_request(f'previous terminated container "{cname}" in pod "{name}" not found')
-            return web.Response(text="\n".join(dagster.crash_lines(container)) + "\n", content_type="text/plain")
+                raise bad_request(
+                    f'previous terminated container "{cname}" in pod "{name}" not found'
+                )
+            return web.Response(
+                text="\n".join(dagster.crash_lines(container)) + "\n", content_type="text/plain"
+            )
         timestamps = q.get("timestamps") == "true"
 
         def render(entries: list[tuple[str, str]]) -> bytes:
@@ -539,10 +709,8 @@ class Server:
         try:
             await resp.write(render(entries))
             while not self.shutdown.is_set():
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(logs.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
                 current = logs.lines.get(key, [])
                 if len(current) > sent:
                     await resp.write(render(current[sent:]))
@@ -561,7 +729,9 @@ class Server:
         pod = self.api.get(POD, ns, name)
         container = self._container(pod, q.get("container"))
         if (pod.get("status") or {}).get("phase") != "Running":
-            raise bad_request(f'unable to upgrade connection: container not found ("{container["name"]}")')
+            raise bad_request(
+                f'unable to upgrade connection: container not found ("{container["name"]}")'
+            )
         argv = q.getall("command", [])
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise bad_request("Upgrade request required")
@@ -580,10 +750,23 @@ class Server:
         versioned = proto in ("v4.channel.k8s.io", "v5.channel.k8s.io")
         if result.runtime_error:
             message = f"Internal error occurred: error executing command in container: {result.runtime_error}"
-            status: dict[str, Any] = {"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "details": {"causes": [{"message": result.runtime_error}]}, "code": 500}
+            status: dict[str, Any] = {
+                "metadata": {},
+                "status": "Failure",
+                "message": message,
+                "reason": "InternalError",
+                "details": {"causes": [{"message": result.runtime_error}]},
+                "code": 500,
+            }
         elif result.exit_code:
             message = f"command terminated with non-zero exit code: error executing command {json.dumps(argv)}, exit code {result.exit_code}"
-            status = {"metadata": {}, "status": "Failure", "message": message, "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(result.exit_code)}]}}
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": message,
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(result.exit_code)}]},
+            }
         else:
             status = {"metadata": {}, "status": "Success"}
         if versioned:
@@ -592,4 +775,3 @@ class Server:
             await ws.send_bytes(b"\x03" + status["message"].encode())
         await ws.close()
         return ws
-

@@ -8,6 +8,7 @@ loop; the store hands them events with `call_soon_threadsafe`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import threading
 from collections import deque
@@ -80,7 +81,10 @@ def already_exists(res: Resource, name: str) -> ApiError:
 
 
 def conflict(res: Resource, name: str, why: str | None = None) -> ApiError:
-    why = why or "the object has been modified; please apply your changes to the latest version and try again"
+    why = (
+        why
+        or "the object has been modified; please apply your changes to the latest version and try again"
+    )
     return ApiError(
         409,
         "Conflict",
@@ -92,8 +96,10 @@ def conflict(res: Resource, name: str, why: str | None = None) -> ApiError:
 def invalid(res: Resource, name: str, causes: list[tuple[str, str]]) -> ApiError:
     """422 Invalid; causes are (field, message) pairs."""
     text = "; ".join(f"{f}: {m}" for f, m in causes)
-    msg = f'{res.kind} "{name}" is invalid: {text}' if len(causes) == 1 else (
-        f'{res.kind} "{name}" is invalid: [{", ".join(f"{f}: {m}" for f, m in causes)}]'
+    msg = (
+        f'{res.kind} "{name}" is invalid: {text}'
+        if len(causes) == 1
+        else (f'{res.kind} "{name}" is invalid: [{", ".join(f"{f}: {m}" for f, m in causes)}]')
     )
     return ApiError(
         422,
@@ -233,8 +239,6 @@ class Store:
     def close_watchers(self) -> None:
         with self.lock:
             for w in list(self.watchers):
-                try:
+                with contextlib.suppress(RuntimeError):
                     w.loop.call_soon_threadsafe(w.queue.put_nowait, None)
-                except RuntimeError:
-                    pass
             self.watchers.clear()

@@ -22,9 +22,9 @@ def _image(client, name: str) -> str:  # type: ignore[no-untyped-def]
     return dep.spec.template.spec.containers[0].image
 
 
-def test_major_version(make_helm, helm_binary: Path) -> None:  # type: ignore[no-untyped-def]
+def test_major_version(make_helm, helm_binary: Path, tools) -> None:  # type: ignore[no-untyped-def]
     helm = make_helm(helm_binary)
-    assert helm.major_version() == (3 if helm_binary.name == "helm3" else 4)
+    assert helm.major_version() == (3 if helm_binary == Path(tools.helm3) else 4)
 
 
 def test_install_upgrade_history_rollback(  # type: ignore[no-untyped-def]

@@ -178,3 +178,25 @@ def test_events_for_filters_by_object(cluster: Cluster) -> None:
     times = [e.last_seen for e in events if e.last_seen is not None]
     assert times == sorted(times, reverse=True)
     assert events_for(cluster.client, cluster.ns, []) == []
+
+
+def test_crash_loop_keeps_waiting_and_recovers(cluster: Cluster) -> None:
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
+    cluster.install(("foo", "1"))
+    first = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 2)
+    assert first.timed_out, "CrashLoopBackOff is not fatal"
+    cluster.kube.emulator.release_unready(cluster.ns, "deployment=foo")
+    second = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60)
+    assert second.ok, second.message
+
+
+def test_diagnosis_text_of_crash_looping_pod(cluster: Cluster) -> None:
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
+    cluster.install(("foo", "1"))
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 3)
+    assert result.timed_out
+    text = format_diagnosis(diagnose(cluster.client, cluster.ns, "foo", tail_lines=5))
+    print(text)
+    assert "CrashLoopBackOff" in text
+    assert "BackOff" in text and "Back-off restarting failed container" in text
+    assert len([line for line in text.splitlines() if line.startswith("  | ")]) <= 5

@@ -1,0 +1,220 @@
+"""End-to-end fixtures: the installed `dagster-uc` against real podman, a real registry, real
+Helm and kubectl, and the Kubernetes API emulator, on a real git checkout of a project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stack.chart import CHART_DIR
+from stack.pytest_plugin import KubeEnv
+from stack.registry import LocalRegistry
+from stack.tools import Tools
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGSTER_UC = Path(sys.executable).parent / "dagster-uc"
+DEMO_PROJECT = ROOT / "examples" / "demo-project"
+VALUES_CM = "dagster-user-deployments-values-yaml"
+WORKSPACE_CM = "dagster-workspace-yaml"
+GUI = "http://dagster.example"
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Stack:
+    kube: KubeEnv
+    registry: LocalRegistry
+    env: dict[str, str]
+    project: Path
+    prefix: str
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def emulator(self) -> Any:
+        return self.kube.emulator
+
+    @property
+    def namespace(self) -> str:
+        return self.kube.namespace
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        dev: dict[str, Any] = {
+            "kubernetes_context": self.kube.context,
+            "namespace": self.namespace,
+            "container_registry": self.registry.host,
+            "container_registry_insecure": True,
+            "dagster_version": "1.8.4",
+            "helm_chart_path": str(CHART_DIR),
+            "image_prefix": self.prefix,
+            "dagster_gui_url": GUI,
+            "code_path": "demo_project/definitions.py",
+            "docker_root": "/app",
+            "dockerfile": "Dockerfile",
+            "use_project_name": True,
+        }
+        dev.update(self.config_overrides)
+        dev.update(overrides)
+        return dev
+
+    def write_config(self, **overrides: Any) -> Path:
+        self.config_overrides.update(overrides)
+        path = self.project / ".config_user_code_deployments.yaml"
+        path.write_text(yaml.safe_dump({"dev": self.config()}))
+        return path
+
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 300,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        done = subprocess.run(
+            [str(DAGSTER_UC), *args],
+            cwd=cwd or self.project,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str, **kwargs: Any) -> Result:
+        result = self.run(*args, **kwargs)
+        assert result.returncode == 0, f"dagster-uc {' '.join(args)} failed:\n{result.output}"
+        return result
+
+    def git(self, *args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
+            cwd=self.project,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    def checkout(self, branch: str) -> None:
+        self.git("checkout", "-q", "-B", branch)
+
+    def configmap(self, name: str) -> dict[str, Any] | None:
+        obj = self.emulator.get("v1", "configmaps", self.namespace, name)
+        return None if obj is None else obj
+
+    def values(self) -> dict[str, Any]:
+        cm = self.configmap(VALUES_CM)
+        assert cm is not None, "values ConfigMap missing"
+        return yaml.safe_load(cm["data"]["yaml"])
+
+    def history(self) -> dict[str, Any]:
+        cm = self.configmap(VALUES_CM)
+        assert cm is not None
+        return yaml.safe_load(cm["data"].get("dagster-uc-history.yaml") or "{}") or {}
+
+    def entry(self, name: str) -> dict[str, Any] | None:
+        return next((e for e in self.values()["deployments"] if e["name"] == name), None)
+
+    def workspace(self) -> dict[str, Any]:
+        cm = self.configmap(WORKSPACE_CM)
+        assert cm is not None
+        return yaml.safe_load(cm["data"]["workspace.yaml"])
+
+    def locations(self) -> list[str]:
+        return [s["grpc_server"]["location_name"] for s in self.workspace()["load_from"] or []]
+
+    def tags(self, name: str) -> list[str]:
+        import httpx
+
+        response = httpx.get(f"http://{self.registry.host}/v2/{self.prefix}/{name}/tags/list")
+        if response.status_code == 404:
+            return []
+        return sorted(response.json().get("tags") or [])
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        """The Kubernetes Deployment the chart rendered for location `name`."""
+        items = self.emulator.list("apps/v1", "deployments", self.namespace, label_selector=f"deployment={name}")
+        return items[0] if items else None
+
+    def restarted_at(self, deployment: str) -> str | None:
+        obj = self.emulator.get("apps/v1", "deployments", self.namespace, deployment)
+        assert obj is not None
+        annotations = obj["spec"]["template"]["metadata"].get("annotations") or {}
+        return annotations.get("kubectl.kubernetes.io/restartedAt")
+
+    def helm(self, *args: str) -> str:
+        done = subprocess.run(
+            ["helm", *args, "-n", self.namespace, "--kube-context", self.kube.context],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[LocalRegistry]:
+    with LocalRegistry() as reg:
+        yield reg
+
+
+@pytest.fixture(params=[4], ids=["helm4"])
+def helm_major(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture
+def stack(
+    kube: KubeEnv,
+    registry: LocalRegistry,
+    tools: Tools,
+    tool_env: dict[str, str],
+    base_image: str,
+    helm_major: int,
+    tmp_path: Path,
+) -> Stack:
+    """A checkout of the demo project on branch feat/hello, configured for this test's namespace."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "helm").symlink_to(tools.helm3 if helm_major == 3 else tools.helm4)
+    env = dict(tool_env)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env["HOME"] = str(tmp_path / "home")
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "run").mkdir()
+    for key in ("CICD", "VERBOSE", "ENVIRONMENT", "NAMESPACE", "CONTAINER_REGISTRY", "NODE"):
+        env.pop(key, None)
+    project = tmp_path / "project"
+    shutil.copytree(DEMO_PROJECT, project)
+    stack = Stack(kube, registry, env, project, prefix=f"e2e-{uuid.uuid4().hex[:8]}")
+    stack.write_config()
+    stack.git("init", "-q", "-b", "feat/hello")
+    stack.git("add", "-A")
+    stack.git("commit", "-qm", "initial")
+    return stack
