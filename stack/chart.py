@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from stack.tools import ensure_tools
 
@@ -117,6 +118,35 @@ def push_oci_chart(
             ]
         )
     return f"oci://{registry_host_port}/{path}/{CHART_NAME}"
+
+
+RELEASE = "dagster-user-code"
+
+
+def deployment_entry(name: str, tag: str = "1", **extra: Any) -> dict[str, Any]:
+    """One ``deployments:`` entry shaped like dagster-uc writes them."""
+    return {
+        "name": name,
+        "image": {"repository": "127.0.0.1:5000/uc", "tag": tag, "pullPolicy": "IfNotPresent"},
+        "dagsterApiGrpcArgs": ["-f", f"/app/{name}/definitions.py"],
+        "port": 3030,
+        "readinessProbe": {"enabled": True},
+        **extra,
+    }
+
+
+def write_values(path: Path, *entries: dict[str, Any]) -> Path:
+    """Write a values file holding ``deployments: [entries]``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"deployments": list(entries)}))
+    return path
+
+
+def deployment_name(entry_name: str, release: str = RELEASE) -> str:
+    """The Deployment name the chart gives an entry (``<fullname>-<name>``)."""
+    fullname = release if CHART_NAME in release else f"{release}-{CHART_NAME}"
+    return f"{fullname[:63].rstrip('-')}-{entry_name}"
 
 
 def copy_chart(dest_dir: Path) -> Path:

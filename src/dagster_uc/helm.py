@@ -17,11 +17,13 @@ Flags used, all present in both Helm 3.17 and Helm 4.1: `upgrade --install`, `-n
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -36,6 +38,8 @@ PENDING_STATUSES = frozenset({"pending-install", "pending-upgrade", "pending-rol
 #: Extra seconds the subprocess gets beyond Helm's own `--timeout`.
 _GRACE_S = 60
 _DEFAULT_TIMEOUT_S = 300
+#: Seconds Helm gets to record a cancelled operation after Ctrl-C.
+_INTERRUPT_GRACE_S = 15
 
 
 class ChartConfig(Protocol):
@@ -305,22 +309,35 @@ class Helm:
     ) -> _Run:
         cmd = [self._binary(), *args[1:]]
         try:
-            done = subprocess.run(
+            proc = subprocess.Popen(
                 cmd,
-                input=stdin,
-                capture_output=True,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                check=False,
-                timeout=timeout_s,
             )
+        except OSError as exc:
+            raise UsageError(f"helm could not be started ({exc}); install Helm 3 or 4.") from exc
+        try:
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout_s)
+            except KeyboardInterrupt:
+                # Helm cancels cleanly on SIGINT (the release is marked failed, not left
+                # pending-*, which would block every later upgrade): let it finish that.
+                proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=_INTERRUPT_GRACE_S)
+                raise
         except subprocess.TimeoutExpired as exc:
             raise OperationError(
                 f"helm {args[1]} did not finish within {int(timeout_s or 0)} seconds; "
                 "check that the cluster is reachable."
             ) from exc
-        except OSError as exc:
-            raise UsageError(f"helm could not be started ({exc}); install Helm 3 or 4.") from exc
-        return _Run(done.returncode, done.stdout, done.stderr)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return _Run(proc.returncode, stdout, stderr)
 
     def major_version(self) -> int:
         """Helm's major version (3 or 4), read once from `helm version --short`."""

@@ -367,6 +367,7 @@ def events_for(
         raise _api_error(f"list the events in namespace {ns}", exc) from exc
     infos = [event_info(ev) for ev in raw if ev.involvedObject and ev.involvedObject.name in wanted]
     epoch = datetime.min.replace(tzinfo=timezone.utc)
+    infos.reverse()  # the server lists oldest first: keep ties newest first too
     infos.sort(key=lambda e: _aware(e.last_seen) or epoch, reverse=True)
     return infos[:limit]
 

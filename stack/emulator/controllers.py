@@ -245,7 +245,7 @@ class Controllers:
     ) -> None:
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
-        key = (meta["uid"], reason + (field_path or ""))
+        key = (meta["uid"], f"{reason}|{field_path}|{message}")
         name = self._event_names.get(key)
         existing = self.store.get(EVENT, ns, name) if name else None
         ts = now()

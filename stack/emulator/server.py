@@ -79,11 +79,12 @@ class Server:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware], client_max_size=64 * 1024 * 1024)
         r = app.router
-        r.add_get("/version", self.version)
-        for probe in ("/healthz", "/livez", "/readyz"):
-            r.add_get(probe, self.healthz)
-        r.add_get("/api", self.core_versions)
-        r.add_get("/apis", self.group_list)
+        for slash in ("", "/"):  # the real server accepts a trailing slash (kr8s sends one)
+            r.add_get("/version" + slash, self.version)
+            for probe in ("/healthz", "/livez", "/readyz"):
+                r.add_get(probe + slash, self.healthz)
+            r.add_get("/api" + slash, self.core_versions)
+            r.add_get("/apis" + slash, self.group_list)
         r.add_get("/openapi/v2", self.openapi_v2)
         r.add_get("/openapi/v3", self.openapi_index)
         r.add_get("/openapi/v3/{gv:.+}", self.openapi_doc)
@@ -386,6 +387,7 @@ class Server:
             return respond(self.api.update(res, ns, name, obj, subresource=sub, dry_run=dry_run))
         if m == "PATCH":
             body = await request.read()
+            existed = self.store.get(res, (ns or "") if res.namespaced else "", name) is not None
             return respond(
                 self.api.patch(
                     res,
@@ -397,7 +399,8 @@ class Server:
                     field_manager=q.get("fieldManager"),
                     force=q.get("force") == "true",
                     dry_run=dry_run,
-                )
+                ),
+                200 if existed else 201,
             )
         if m == "DELETE":
             options = await self._body(request, optional=True) or {}

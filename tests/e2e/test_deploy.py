@@ -70,3 +70,142 @@ def test_dry_run_prints_the_plan_and_changes_nothing(stack: Stack) -> None:
     assert stack.configmap("dagster-user-deployments-values-yaml") is None
     assert stack.tags(NAME) == []
     assert stack.emulator.get("coordination.k8s.io/v1", "leases", stack.namespace, "dagster-uc-semaphore") is None
+
+
+def test_suffix_and_explicit_name(stack: Stack) -> None:
+    stack.ok("deployment", "deploy", "-s", "try2")
+    assert stack.entry("demo-project--feat-hello-try2") is not None
+    stack.ok("deployment", "deploy", "--deployment-name", "demo-project:custom")
+    assert stack.entry("demo-project--custom") is not None
+    assert stack.locations() == ["demo-project:feat-hello-try2", "demo-project:custom"]
+    bad = stack.run("deployment", "deploy", "-n", "Not_Valid!")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(stack.values()["deployments"]) == 2
+
+
+def test_skip_build_deploys_the_newest_existing_image(stack: Stack) -> None:
+    missing = stack.run("deployment", "deploy", "--skip-build")
+    assert missing.returncode == 2 and "--skip-build" in missing.stderr
+    assert stack.configmap("dagster-user-deployments-values-yaml") is None
+
+    stack.ok("deployment", "deploy")
+    stack.ok("deployment", "deploy", "--skip-build")
+    assert stack.tags(NAME) == ["1.8.4-0"]
+    assert stack.entry(NAME)["image"]["tag"] == "1.8.4-0"  # type: ignore[index]
+
+
+def test_force_reloads_dagster_for_an_existing_location(stack: Stack) -> None:
+    stack.ok("deployment", "deploy")
+    stack.emulator.patch(
+        "apps/v1", "deployments", stack.namespace, WEBSERVER,
+        {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}}}},
+    )
+    stack.ok("deployment", "deploy", "--skip-build")
+    assert stack.restarted_at(WEBSERVER) == "x", "an image update alone reloads nothing"
+    stack.ok("deployment", "deploy", "--force", "--skip-build")
+    assert stack.restarted_at(WEBSERVER) not in (None, "x")
+
+
+def test_cicd_names_the_deployment_after_the_environment(stack: Stack) -> None:
+    stack.write_config(cicd=True, environment="acc")
+    result = stack.ok("deployment", "deploy", env={"CICD": "TRUE"})
+    entry = stack.entry("demo-project--acc")
+    assert entry is not None, result.output
+    assert entry["annotations"].get("dagster-uc.io/cicd") == "true"
+    assert "BRANCH_NAME=acc" in image_env(f"{entry['image']['repository']}:1.8.4-0")
+    webserver = stack.restarted_at(WEBSERVER)
+    stack.emulator.patch(
+        "apps/v1", "deployments", stack.namespace, WEBSERVER,
+        {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}}}},
+    )
+    stack.ok("deployment", "deploy", "--skip-build")
+    assert stack.restarted_at(WEBSERVER) != "x", "cicd always reloads Dagster"
+    assert webserver is not None
+
+
+def test_no_wait_returns_after_the_rollout_without_waiting(stack: Stack) -> None:
+    stack.emulator.hold_unready(stack.namespace, f"deployment={NAME}")
+    result = stack.ok("deployment", "deploy", "--no-wait")
+    assert "rolled out" in result.stderr
+    assert stack.entry(NAME)["image"]["tag"] == "1.8.4-0"  # type: ignore[index]
+
+
+def test_env_var_override_and_missing_build_variable(stack: Stack) -> None:
+    stack.write_config(docker_env_vars=["DEMO_TOKEN"])
+    missing = stack.run("deployment", "deploy")
+    assert missing.returncode == 2
+    assert "DEMO_TOKEN" in missing.stderr and "Traceback" not in missing.stderr
+    assert stack.configmap("dagster-user-deployments-values-yaml") is None
+    stack.ok("deployment", "deploy", env={"DEMO_TOKEN": "s3cr3t-value"})
+    assert stack.tags(NAME) == ["1.8.4-0"]
+
+
+@pytest.mark.parametrize("source", ["tgz", "repository", "oci"])
+def test_chart_from_a_package_a_chart_repository_and_oci(stack: Stack, source: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from stack.chart import package_chart, push_oci_chart, serve_chart_repo
+
+    if source == "tgz":
+        tgz = package_chart(tmp_path / "pkg", "1.8.4")
+        stack.write_config(helm_chart_path=str(tgz))
+        stack.ok("deployment", "deploy")
+    elif source == "repository":
+        with serve_chart_repo(tmp_path / "repo", ("1.8.3", "1.8.4")) as url:
+            stack.write_config(helm_chart_path=None, helm_chart_repository=url)
+            stack.ok("deployment", "deploy")
+    else:
+        tgz = package_chart(tmp_path / "pkg", "1.8.4")
+        push_oci_chart(tgz, stack.registry.host, f"{stack.prefix}-charts")
+        stack.write_config(
+            helm_chart_path=None,
+            container_registry_chart_path=f"{stack.prefix}-charts/dagster-user-deployments",
+        )
+        stack.ok("deployment", "deploy")
+    assert stack.deployment(NAME) is not None
+    chart = json.loads(stack.helm("list", "-o", "json"))[0]["chart"]
+    assert chart == "dagster-user-deployments-1.8.4"
+
+
+def test_registry_with_basic_auth_from_the_podman_auth_file(stack: Stack) -> None:
+    from stack.registry import LocalRegistry
+
+    with LocalRegistry("htpasswd") as private:
+        auth_dir = stack.project.parent / "run" / "containers"
+        auth_dir.mkdir(parents=True, exist_ok=True)
+        (auth_dir / "auth.json").write_text(private.auth_file.read_text())
+        stack.write_config(container_registry=private.host)
+        stack.ok("deployment", "deploy")
+        stack.ok("deployment", "deploy")
+        import httpx
+
+        tags = httpx.get(
+            f"{private.url}/v2/{stack.prefix}/{NAME}/tags/list",
+            auth=(private.username or "", private.password or ""),
+        ).json()["tags"]
+        assert sorted(tags) == ["1.8.4-0", "1.8.4-1"]
+        (auth_dir / "auth.json").unlink()
+        refused = stack.run("deployment", "deploy")
+        assert refused.returncode == 1
+        assert private.host in refused.stderr and "Traceback" not in refused.stderr
+        assert private.password not in refused.output  # type: ignore[operator]
+
+
+def test_az_login_with_a_fake_az_logs_podman_in(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    from stack.registry import LocalRegistry
+
+    acr_user = "00000000-0000-0000-0000-000000000000"
+    with LocalRegistry("htpasswd", username=acr_user) as private:
+        fake = tmp_path / "fakebin" / "az"
+        fake.parent.mkdir()
+        fake.write_text(
+            "#!/usr/bin/env python3\nimport json\n"
+            f"print(json.dumps({{'accessToken': {private.password!r}, 'loginServer': 'x'}}))\n"
+        )
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+        stack.write_config(container_registry=private.host, use_az_login=True)
+        path = f"{fake.parent}{os.pathsep}{stack.env['PATH']}"
+        result = stack.ok("deployment", "deploy", env={"PATH": path})
+        assert private.password not in result.output  # type: ignore[operator]
+        assert stack.entry(NAME)["image"]["repository"].startswith(private.host)  # type: ignore[index]

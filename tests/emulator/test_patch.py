@@ -108,7 +108,7 @@ def test_server_side_apply_creates_updates_and_prunes(http: httpx.Client) -> Non
     url = f"{DEPLOYS}/ssa"
     params = {"fieldManager": "helm", "force": "true"}
     r = http.patch(url, params=params, content=json.dumps(d), headers=APPLY)
-    assert r.status_code == 201 or r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     created = r.json()
     assert created["metadata"]["managedFields"][0]["manager"] == "helm"
     assert created["metadata"]["managedFields"][0]["operation"] == "Apply"

@@ -243,3 +243,48 @@ def test_recover_pending_first_install(  # type: ignore[no-untyped-def]
     _mark_latest_pending(lightkube_client, RELEASE, 1)
     assert helm.recover_pending(RELEASE) == "uninstalled release stuck in pending-upgrade"
     assert helm.history(RELEASE) == []
+
+
+_INTERRUPTED_UPGRADE = """
+import sys
+from dagster_uc.helm import ChartSource, Helm, HelmOptions
+context, namespace, kubeconfig, binary, chart, values = sys.argv[1:]
+helm = Helm(HelmOptions(context, namespace, kubeconfig, binary=binary))
+helm.major_version()
+print("started", flush=True)
+helm.upgrade_install("dagster-user-code", ChartSource(chart), open(values).read(),
+                     timeout_s=120, wait=True)
+"""
+
+
+def test_ctrl_c_lets_helm_mark_the_release_failed(  # type: ignore[no-untyped-def]
+    make_helm, helm_binary: Path, user_code_chart: Path, kube, tmp_path: Path
+) -> None:
+    """SIGINT to dagster-uc alone (as from `kill -INT`) is forwarded to Helm, which then
+    records the release as failed instead of leaving it pending (that would block upgrades)."""
+    import signal
+    import sys
+
+    helm = make_helm(helm_binary)
+    kube.emulator.hold_unready(kube.namespace, "deployment=foo")
+    values = tmp_path / "values.yaml"
+    values.write_text(values_yaml(("foo", "1")))
+    args = [kube.context, kube.namespace, str(kube.kubeconfig), str(helm_binary)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_UPGRADE, *args, str(user_code_chart), str(values)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    while not helm.history(RELEASE):  # Helm has stored the pending revision and is waiting
+        pass
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert [(r.revision, r.status) for r in helm.history(RELEASE)] == [(1, "failed")]
+    assert helm.recover_pending(RELEASE) is None
+    kube.emulator.release_unready(kube.namespace, "deployment=foo")
+    result = helm.upgrade_install(RELEASE, ChartSource(str(user_code_chart)), values.read_text())
+    assert result.status == "deployed"

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from stack.chart import package_chart, push_oci_chart, serve_chart_repo
-
-from .conftest import Runner, get_json
-from .test_helm import FULL, RELEASE, entry, values_file
+from stack.chart import (
+    RELEASE,
+    deployment_entry,
+    deployment_name,
+    package_chart,
+    push_oci_chart,
+    serve_chart_repo,
+    write_values,
+)
+from stack.clients import Runner, get_json
 
 pytestmark = pytest.mark.stack
 VERSION = "1.8.4"
@@ -47,7 +53,7 @@ def test_install_from(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    values = values_file(tmp_path, "v.yaml", entry("loc-src", "1"))
+    values = str(write_values(tmp_path / "v.yaml", deployment_entry("loc-src")))
     common = ["--values", values, "--wait", "--timeout", "120s"]
     if source == "directory":
         helm("upgrade", "--install", RELEASE, str(user_code_chart), *common)
@@ -63,6 +69,6 @@ def test_install_from(
         ref = request.getfixturevalue("oci_chart")
         helm("upgrade", "--install", RELEASE, ref, "--version", VERSION, "--plain-http", *common)
     assert installed_chart_version(helm) == f"dagster-user-deployments-{VERSION}"
-    dep = get_json(kubectl, "deployment", f"{FULL}-loc-src")
+    dep = get_json(kubectl, "deployment", deployment_name("loc-src"))
     assert dep["status"]["readyReplicas"] == 1
     assert get_json(kubectl, "service", "loc-src")["spec"]["clusterIP"]

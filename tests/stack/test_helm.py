@@ -7,33 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from stack.chart import RELEASE, deployment_entry, write_values
+from stack.clients import Runner, exists, get_json
 from stack.pytest_plugin import KubeEnv
-
-from .conftest import Runner, get_json
 
 pytestmark = pytest.mark.stack
 
-RELEASE = "dagster-user-code"
 FULL = "dagster-user-code-dagster-user-deployments"
-
-
-def entry(name: str, tag: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": {"repository": "127.0.0.1:5000/uc", "tag": tag, "pullPolicy": "IfNotPresent"},
-        "dagsterApiGrpcArgs": ["-f", f"/app/{name}/definitions.py"],
-        "port": 3030,
-        "readinessProbe": {"enabled": True},
-        **extra,
-    }
+entry = deployment_entry
 
 
 def values_file(tmp_path: Path, name: str, *entries: dict[str, Any]) -> str:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump({"deployments": list(entries)}))
-    return str(path)
+    return str(write_values(tmp_path / name, *entries))
 
 
 def upgrade(helm: Runner, chart: Path | str, values: str, *extra: str, check: bool = True) -> Any:
@@ -45,13 +31,6 @@ def upgrade(helm: Runner, chart: Path | str, values: str, *extra: str, check: bo
 
 def history(helm: Runner) -> list[dict[str, Any]]:
     return list(json.loads(helm("history", RELEASE, "-o", "json").stdout))
-
-
-def exists(kubectl: Runner, kind: str, name: str) -> bool:
-    result = kubectl("get", kind, name, "-o", "name", check=False)
-    if result.returncode != 0:
-        assert "NotFound" in result.stderr, result.stderr
-    return result.returncode == 0
 
 
 def image_of(kubectl: Runner, name: str) -> str:
@@ -69,6 +48,10 @@ def test_install_upgrade_history_rollback_uninstall(
         entry("loc-b", "1"),
     )
     upgrade(helm, user_code_chart, v1)
+    managed = get_json(kubectl, "deployment", f"{FULL}-loc-a", "--show-managed-fields")
+    operations = {(m["manager"], m["operation"]) for m in managed["metadata"]["managedFields"]}
+    if "v4." in helm("version", "--short").stdout:
+        assert ("helm", "Apply") in operations, "Helm 4 must install with server-side apply"
     for name in ("loc-a", "loc-b"):
         dep = get_json(kubectl, "deployment", f"{FULL}-{name}")
         assert dep["metadata"]["labels"]["deployment"] == name
@@ -103,7 +86,8 @@ def test_install_upgrade_history_rollback_uninstall(
 
     listed = json.loads(helm("list", "-o", "json").stdout)
     assert [(r["name"], r["status"]) for r in listed] == [(RELEASE, "deployed")]
-    assert helm("get", "values", RELEASE, "-o", "json").stdout.count("loc-b") == 1
+    values = json.loads(helm("get", "values", RELEASE, "-o", "json").stdout)
+    assert [d["name"] for d in values["deployments"]] == ["loc-a", "loc-b"]
 
     helm("uninstall", RELEASE, "--wait")
     assert json.loads(helm("list", "-o", "json").stdout) == []

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stack.clients import Runner, get_json
 from stack.pytest_plugin import KubeEnv
-
-from .conftest import Runner, get_json
 
 pytestmark = pytest.mark.stack
 
