@@ -298,7 +298,7 @@ WaitOption = Annotated[
 def _steps() -> Any:
     from dagster_uc.progress import Steps
 
-    return Steps(total=8)
+    return Steps()
 
 
 def _session(loaded: LoadedConfig) -> Any:
@@ -409,9 +409,19 @@ def deployment_list(output_format: OutputOption = OutputFormat.text) -> None:
 
 @deployment_app.command("delete")
 def deployment_delete(
-    name: NameOption = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="Deployment to delete (the UI name with ':' works too); repeat for several.",
+        ),
+    ] = None,
     branch: Annotated[
-        str | None, typer.Option("--branch", "-b", help="Delete the deployment of this branch.")
+        list[str] | None,
+        typer.Option(
+            "--branch", "-b", help="Delete the deployment of this branch; repeat for several."
+        ),
     ] = None,
     delete_all: Annotated[
         bool, typer.Option("--all", "-a", help="Delete every deployment.")
@@ -421,14 +431,15 @@ def deployment_delete(
         bool, typer.Option("--reset-lock", "-r", help="Take over the deploy lock at once.")
     ] = False,
 ) -> None:
-    """Delete a deployment (default: the current branch's)."""
+    """Delete deployments (default: the current branch's) in one Helm rollout."""
 
     def body() -> None:
         from dagster_uc.context import resolve_deployment_name
+        from dagster_uc.errors import OperationError
         from dagster_uc.lifecycle import delete_deployments, resolve_names
         from dagster_uc.values import entries
 
-        if sum(x is not None and x is not False for x in (name, branch, delete_all)) > 1:
+        if sum(bool(x) for x in (name, branch, delete_all)) > 1:
             raise UsageError("Give only one of --name, --branch and --all.")
         loaded = load()
         session = _session(loaded)
@@ -438,16 +449,30 @@ def deployment_delete(
             if not names:
                 output.result("No deployments are registered on the cluster; nothing to delete.")
                 return
-            if not yes and not typer.confirm(
-                f"Delete all {len(names)} deployments ({', '.join(names)})?", default=False
-            ):
-                raise UsageError("Nothing was deleted.")
-        elif name is not None:
-            names = resolve_names(values, [name])
+            if not yes:
+                try:
+                    confirmed = typer.confirm(
+                        f"Delete all {len(names)} deployments ({', '.join(names)})?",
+                        default=False,
+                        err=True,
+                    )
+                except typer.Abort:
+                    confirmed = False
+                if not confirmed:
+                    raise OperationError(
+                        "Nothing was deleted; answer 'y' or pass --yes to delete every deployment."
+                    )
+        elif name:
+            names = resolve_names(values, name)
         else:
-            computed = resolve_deployment_name(loaded.config, Path.cwd(), branch=branch)
-            names = resolve_names(values, [computed.name])
-        deleted = delete_deployments(session, names, steps=_steps(), reset_lock=reset_lock)
+            computed = [
+                resolve_deployment_name(loaded.config, Path.cwd(), branch=b).name
+                for b in (branch or [None])
+            ]
+            names = resolve_names(values, computed)
+        deleted = delete_deployments(
+            session, list(dict.fromkeys(names)), steps=_steps(), reset_lock=reset_lock
+        )
         output.success("Deleted " + ", ".join(deleted) + ".")
 
     run(body)

@@ -1,4 +1,4 @@
-"""Steps of a long command, shown as they happen: `[2/6] Building image ... done (4.1 s)`.
+"""Steps of a long command, shown as they happen: `[2] Building image ...`, then its time.
 
 On a terminal each step is announced and timed; without one (CI) only the step titles are
 printed, one line each, so logs stay short but still tell where a failure happened.
@@ -15,8 +15,7 @@ from dagster_uc import output
 
 
 class Steps:
-    def __init__(self, total: int, *, enabled: bool = True) -> None:
-        self.total = total
+    def __init__(self, *, enabled: bool = True) -> None:
         self.index = 0
         self.enabled = enabled
 
@@ -25,7 +24,7 @@ class Steps:
         self.index += 1
         started = time.monotonic()
         if self.enabled:
-            sys.stderr.write(f"[{self.index}/{self.total}] {title}\n")
+            sys.stderr.write(f"[{self.index}] {title}\n")
             sys.stderr.flush()
         yield
         if self.enabled and output.is_tty(sys.stderr):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import dagster, patches, protobuf
+from . import dagster, patches, protobuf, tables
 from .controllers import POD
 from .resources import BY_PATH, RESOURCES, VERBS, Resource, group_versions
 from .selectors import (
@@ -381,7 +381,11 @@ class Server:
             if q.get("watch") in ("1", "true"):
                 return await self.watch(request, res, ns, name)
             request[OBJECT_KEY] = (res, ns or "", name)
-            return respond(self.api.get(res, ns or "", name))
+            obj = self.api.get(res, ns or "", name)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                return respond(tables.table(res, [obj], meta, q.get("includeObject", "Metadata")))
+            return respond(obj)
         if m == "PUT":
             obj = await self._body(request)
             return respond(self.api.update(res, ns, name, obj, subresource=sub, dry_run=dry_run))
@@ -477,6 +481,10 @@ class Server:
             ).decode()
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return respond(
+                tables.table(res, items, meta, request.query.get("includeObject", "Metadata"))
+            )
         return respond(
             {
                 "kind": f"{res.kind}List",
@@ -594,7 +602,13 @@ class Server:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
 
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        include = q.get("includeObject", "Metadata")
+
         async def send(type_: str, obj: dict[str, Any]) -> None:
+            if as_table and type_ in ("ADDED", "MODIFIED", "DELETED"):
+                meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                obj = tables.table(res, [obj], meta, include)
             await resp.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
 
         async def send_event(e: Event) -> None:

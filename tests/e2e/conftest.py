@@ -157,7 +157,9 @@ class Stack:
 
     def deployment(self, name: str) -> dict[str, Any] | None:
         """The Kubernetes Deployment the chart rendered for location `name`."""
-        items = self.emulator.list("apps/v1", "deployments", self.namespace, label_selector=f"deployment={name}")
+        items = self.emulator.list(
+            "apps/v1", "deployments", self.namespace, label_selector=f"deployment={name}"
+        )
         return items[0] if items else None
 
     def restarted_at(self, deployment: str) -> str | None:

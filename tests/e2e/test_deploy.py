@@ -17,7 +17,9 @@ DAEMON = "dagster-daemon"
 def image_env(image: str) -> list[str]:
     done = subprocess.run(
         ["podman", "image", "inspect", image, "--format", "{{json .Config.Env}}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout)
 
@@ -53,7 +55,9 @@ def test_redeploy_gets_a_new_tag_and_does_not_reload_dagster(stack: Stack) -> No
     assert stack.tags(NAME) == ["1.8.4-0", "1.8.4-1"]
     assert stack.entry(NAME)["image"]["tag"] == "1.8.4-1"  # type: ignore[index]
     assert stack.restarted_at(WEBSERVER) == webserver_stamp
-    assert stack.deployment(NAME)["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.8.4-1")  # type: ignore[index]
+    assert stack.deployment(NAME)["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+        ":1.8.4-1"
+    )  # type: ignore[index]
     history = stack.history()["deployments"][NAME]
     assert history["tags"] == ["1.8.4-0", "1.8.4-1"]
     assert [r["commit"] for r in history["records"]] == [
@@ -69,7 +73,12 @@ def test_dry_run_prints_the_plan_and_changes_nothing(stack: Stack) -> None:
     assert "+  location_name: demo-project:feat-hello" in result.stdout.replace("+    ", "+  ")
     assert stack.configmap("dagster-user-deployments-values-yaml") is None
     assert stack.tags(NAME) == []
-    assert stack.emulator.get("coordination.k8s.io/v1", "leases", stack.namespace, "dagster-uc-semaphore") is None
+    assert (
+        stack.emulator.get(
+            "coordination.k8s.io/v1", "leases", stack.namespace, "dagster-uc-semaphore"
+        )
+        is None
+    )
 
 
 def test_suffix_and_explicit_name(stack: Stack) -> None:
@@ -97,8 +106,17 @@ def test_skip_build_deploys_the_newest_existing_image(stack: Stack) -> None:
 def test_force_reloads_dagster_for_an_existing_location(stack: Stack) -> None:
     stack.ok("deployment", "deploy")
     stack.emulator.patch(
-        "apps/v1", "deployments", stack.namespace, WEBSERVER,
-        {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}}}},
+        "apps/v1",
+        "deployments",
+        stack.namespace,
+        WEBSERVER,
+        {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}
+                }
+            }
+        },
     )
     stack.ok("deployment", "deploy", "--skip-build")
     assert stack.restarted_at(WEBSERVER) == "x", "an image update alone reloads nothing"
@@ -115,8 +133,17 @@ def test_cicd_names_the_deployment_after_the_environment(stack: Stack) -> None:
     assert "BRANCH_NAME=acc" in image_env(f"{entry['image']['repository']}:1.8.4-0")
     webserver = stack.restarted_at(WEBSERVER)
     stack.emulator.patch(
-        "apps/v1", "deployments", stack.namespace, WEBSERVER,
-        {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}}}},
+        "apps/v1",
+        "deployments",
+        stack.namespace,
+        WEBSERVER,
+        {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}
+                }
+            }
+        },
     )
     stack.ok("deployment", "deploy", "--skip-build")
     assert stack.restarted_at(WEBSERVER) != "x", "cicd always reloads Dagster"
@@ -141,7 +168,9 @@ def test_env_var_override_and_missing_build_variable(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("source", ["tgz", "repository", "oci"])
-def test_chart_from_a_package_a_chart_repository_and_oci(stack: Stack, source: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_chart_from_a_package_a_chart_repository_and_oci(
+    stack: Stack, source: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from stack.chart import package_chart, push_oci_chart, serve_chart_repo
 
     if source == "tgz":

@@ -57,7 +57,13 @@ def cm(name: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, 
     }
 
 
-def deployment(name: str, labels: dict[str, str] | None = None, replicas: int = 1, image: str = "reg.local/app:1", args: list[str] | None = None) -> dict[str, Any]:
+def deployment(
+    name: str,
+    labels: dict[str, str] | None = None,
+    replicas: int = 1,
+    image: str = "reg.local/app:1",
+    args: list[str] | None = None,
+) -> dict[str, Any]:
     labels = labels or {"app": name}
     container: dict[str, Any] = {"name": "main", "image": image}
     if args:

@@ -17,12 +17,24 @@ from .conftest import CONTEXT, cm, deployment, wait_until
 
 NS = "dagster"
 DEPLOYS = "/apis/apps/v1/namespaces/dagster/deployments"
-CODE_ARGS = ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", "3030", "-f", "/opt/dagster/app/defs.py"]
+CODE_ARGS = [
+    "dagster",
+    "api",
+    "grpc",
+    "-h",
+    "0.0.0.0",
+    "-p",
+    "3030",
+    "-f",
+    "/opt/dagster/app/defs.py",
+]
 STARTED = "dagster.code_server - INFO - Started Dagster code server for file /opt/dagster/app/defs.py on port 3030 in process 1"
 
 
 def _ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
 
 
 def _available(emu: Emulator, name: str) -> dict[str, Any] | None:
@@ -55,7 +67,10 @@ def test_seeded_dagster_instance(emu: Emulator) -> None:
     assert web["metadata"]["labels"]["component"] == "dagster-webserver"
     workspace = emu.get("v1", "configmaps", NS, "dagster-workspace-yaml")
     assert workspace is not None and workspace["data"] == {"workspace.yaml": "load_from: []\n"}
-    pods = wait_until(lambda: [p for p in emu.list("v1", "pods", NS, "deployment=daemon") if _ready(p)], "a ready daemon pod")
+    pods = wait_until(
+        lambda: [p for p in emu.list("v1", "pods", NS, "deployment=daemon") if _ready(p)],
+        "a ready daemon pod",
+    )
     assert pods[0]["metadata"]["labels"]["component"] == "dagster-daemon"
 
 
@@ -77,16 +92,34 @@ def test_deployment_to_replicaset_to_ready_pods(emu: Emulator, http: httpx.Clien
         assert pod["status"]["phase"] == "Running" and _ready(pod)
         assert pod["status"]["podIP"].startswith("10.244.")
         assert pod["status"]["containerStatuses"][0]["ready"] is True
-    reasons = {e["reason"] for e in emu.list("v1", "events", NS) if e["involvedObject"]["name"] == pods[0]["metadata"]["name"]}
+    reasons = {
+        e["reason"]
+        for e in emu.list("v1", "events", NS)
+        if e["involvedObject"]["name"] == pods[0]["metadata"]["name"]
+    }
     assert {"Scheduled", "Pulled", "Started"} <= reasons
 
 
-def test_rollout_restart_creates_new_replicaset_and_replaces_pods(emu: Emulator, http: httpx.Client) -> None:
+def test_rollout_restart_creates_new_replicaset_and_replaces_pods(
+    emu: Emulator, http: httpx.Client
+) -> None:
     http.post(DEPLOYS, json=deployment("restart"))
     wait_until(lambda: _available(emu, "restart"), "first rollout")
     old_pods = {p["metadata"]["name"] for p in emu.list("v1", "pods", NS, "app=restart")}
-    patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2025-01-01T00:00:00Z"}}}}}
-    http.patch(f"{DEPLOYS}/restart", json=patch, headers={"Content-Type": "application/strategic-merge-patch+json"})
+    patch = {
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2025-01-01T00:00:00Z"}
+                }
+            }
+        }
+    }
+    http.patch(
+        f"{DEPLOYS}/restart",
+        json=patch,
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
     wait_until(lambda: _available(emu, "restart"), "second rollout")
     rss = emu.list("apps/v1", "replicasets", NS, "app=restart")
     assert len(rss) == 2
@@ -96,7 +129,9 @@ def test_rollout_restart_creates_new_replicaset_and_replaces_pods(emu: Emulator,
     assert new_pods.isdisjoint(old_pods) and len(new_pods) == 1
 
 
-def test_hold_unready_keeps_pods_crash_looping_until_released(emu: Emulator, http: httpx.Client) -> None:
+def test_hold_unready_keeps_pods_crash_looping_until_released(
+    emu: Emulator, http: httpx.Client
+) -> None:
     emu.hold_unready(NS, "deployment=broken")
     http.post(DEPLOYS, json=deployment("broken", labels={"deployment": "broken"}, args=CODE_ARGS))
 
@@ -113,7 +148,11 @@ def test_hold_unready_keeps_pods_crash_looping_until_released(emu: Emulator, htt
     assert status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     d = emu.get("apps/v1", "deployments", NS, "broken")
     assert d is not None and not d["status"].get("availableReplicas")
-    warnings = [e for e in emu.list("v1", "events", NS) if e["type"] == "Warning" and e["involvedObject"]["uid"] == pod["metadata"]["uid"]]
+    warnings = [
+        e
+        for e in emu.list("v1", "events", NS)
+        if e["type"] == "Warning" and e["involvedObject"]["uid"] == pod["metadata"]["uid"]
+    ]
     assert {e["reason"] for e in warnings} >= {"BackOff"}
     assert warnings[0]["involvedObject"]["kind"] == "Pod"
     log = http.get(f"/api/v1/namespaces/dagster/pods/{pod['metadata']['name']}/log").text
@@ -143,7 +182,11 @@ def test_pod_logs_plain_tail_and_follow(emu: Emulator, http: httpx.Client) -> No
     plain = http.get(url).text
     lines = plain.splitlines()
     assert lines[-1].endswith(STARTED)
-    assert lines[0].split(" - ")[1:] == ["dagster.code_server", "INFO", "Starting Dagster code server for file /opt/dagster/app/defs.py on port 3030 in process 1"]
+    assert lines[0].split(" - ")[1:] == [
+        "dagster.code_server",
+        "INFO",
+        "Starting Dagster code server for file /opt/dagster/app/defs.py on port 3030 in process 1",
+    ]
     assert http.get(url, params={"tailLines": 1}).text.splitlines() == [lines[-1]]
     stamped = http.get(url, params={"timestamps": "true"}).text.splitlines()[0]
     assert stamped.split(" ", 1)[0].endswith("Z")
@@ -153,7 +196,9 @@ def test_pod_logs_plain_tail_and_follow(emu: Emulator, http: httpx.Client) -> No
 
 def test_follow_ends_when_pod_is_deleted(emu: Emulator, http: httpx.Client) -> None:
     http.post(DEPLOYS, json=deployment("gone"))
-    pod = wait_until(lambda: [p for p in emu.list("v1", "pods", NS, "app=gone") if _ready(p)], "ready pod")[0]
+    pod = wait_until(
+        lambda: [p for p in emu.list("v1", "pods", NS, "app=gone") if _ready(p)], "ready pod"
+    )[0]
     url = f"/api/v1/namespaces/dagster/pods/{pod['metadata']['name']}/log"
     with http.stream("GET", url, params={"follow": "true"}) as r:
         threading.Thread(target=lambda: http.delete(f"{DEPLOYS}/gone")).start()
@@ -163,17 +208,29 @@ def test_follow_ends_when_pod_is_deleted(emu: Emulator, http: httpx.Client) -> N
 
 def test_log_errors(emu: Emulator, http: httpx.Client) -> None:
     assert http.get("/api/v1/namespaces/dagster/pods/nope/log").status_code == 404
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two"}, "spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "two"},
+        "spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]},
+    }
     http.post("/api/v1/namespaces/dagster/pods", json=pod)
     wait_until(lambda: emu.get("v1", "pods", NS, "two")["status"]["phase"] == "Running", "running")
     r = http.get("/api/v1/namespaces/dagster/pods/two/log")
     assert r.status_code == 400 and "a container name must be specified" in r.json()["message"]
-    assert http.get("/api/v1/namespaces/dagster/pods/two/log", params={"container": "b"}).status_code == 200
+    assert (
+        http.get("/api/v1/namespaces/dagster/pods/two/log", params={"container": "b"}).status_code
+        == 200
+    )
 
 
-def _exec(emu: Emulator, pod: str, command: list[str], protocol: str) -> tuple[dict[int, bytes], str]:
+def _exec(
+    emu: Emulator, pod: str, command: list[str], protocol: str
+) -> tuple[dict[int, bytes], str]:
     query = "&".join(f"command={c}" for c in command) + "&stdout=true&stderr=true"
-    url = emu.url.replace("http://", "ws://") + f"/api/v1/namespaces/dagster/pods/{pod}/exec?{query}"
+    url = (
+        emu.url.replace("http://", "ws://") + f"/api/v1/namespaces/dagster/pods/{pod}/exec?{query}"
+    )
     channels: dict[int, bytes] = {}
     with connect(url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
         chosen = ws.subprotocol or ""
@@ -185,7 +242,10 @@ def _exec(emu: Emulator, pod: str, command: list[str], protocol: str) -> tuple[d
 
 @pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
 def test_exec_dagster_version_in_daemon_pod(emu: Emulator, protocol: str) -> None:
-    pod = wait_until(lambda: [p for p in emu.list("v1", "pods", NS, "deployment=daemon") if _ready(p)], "daemon pod")[0]
+    pod = wait_until(
+        lambda: [p for p in emu.list("v1", "pods", NS, "deployment=daemon") if _ready(p)],
+        "daemon pod",
+    )[0]
     name = pod["metadata"]["name"]
     channels, chosen = _exec(emu, name, ["dagster", "--version"], protocol)
     assert chosen == protocol
@@ -200,12 +260,19 @@ def test_exec_dagster_version_in_daemon_pod(emu: Emulator, protocol: str) -> Non
 
 
 def test_exec_handler_and_non_websocket_request(emu: Emulator, http: httpx.Client) -> None:
-    pod = wait_until(lambda: [p for p in emu.list("v1", "pods", NS, "deployment=daemon") if _ready(p)], "daemon pod")[0]
-    emu.exec_handler = lambda argv, pod, container: ExecResult(3, stderr="boom\n") if argv == ["custom"] else None
+    pod = wait_until(
+        lambda: [p for p in emu.list("v1", "pods", NS, "deployment=daemon") if _ready(p)],
+        "daemon pod",
+    )[0]
+    emu.exec_handler = lambda argv, pod, container: (
+        ExecResult(3, stderr="boom\n") if argv == ["custom"] else None
+    )
     channels, _ = _exec(emu, pod["metadata"]["name"], ["custom"], "v4.channel.k8s.io")
     assert channels[2] == b"boom\n"
     assert json.loads(channels[3])["details"]["causes"][0]["message"] == "3"
-    r = http.post(f"/api/v1/namespaces/dagster/pods/{pod['metadata']['name']}/exec", params={"command": "ls"})
+    r = http.post(
+        f"/api/v1/namespaces/dagster/pods/{pod['metadata']['name']}/exec", params={"command": "ls"}
+    )
     assert r.status_code == 400
 
 
@@ -243,7 +310,10 @@ def test_request_counts(emu: Emulator, http: httpx.Client) -> None:
     http.get("/api/v1/namespaces/dagster/configmaps/dagster-workspace-yaml")
     http.get("/api/v1/namespaces/dagster/configmaps/dagster-workspace-yaml")
     http.get("/api/v1/namespaces/dagster/configmaps")
-    assert emu.request_counts[("GET", "/api/v1/namespaces/dagster/configmaps/dagster-workspace-yaml")] == 2
+    assert (
+        emu.request_counts[("GET", "/api/v1/namespaces/dagster/configmaps/dagster-workspace-yaml")]
+        == 2
+    )
     assert emu.request_counts[("GET", "/api/v1/namespaces/dagster/configmaps")] == 1
     emu.reset_counts()
     assert not emu.request_counts
@@ -261,7 +331,9 @@ def test_lightkube_client(emu: Emulator, kubeconfig: Path) -> None:
     config = KubeConfig.from_file(str(kubeconfig)).get(context_name=CONTEXT)
     client = Client(config=config)
     assert client.namespace == NS
-    created = client.create(ConfigMap(metadata=ObjectMeta(name="lk", labels={"a": "b"}), data={"k": "1"}))
+    created = client.create(
+        ConfigMap(metadata=ObjectMeta(name="lk", labels={"a": "b"}), data={"k": "1"})
+    )
     assert created.metadata is not None and created.metadata.uid
     got = client.get(ConfigMap, "lk")
     assert got.data == {"k": "1"}
@@ -278,12 +350,23 @@ def test_lightkube_client(emu: Emulator, kubeconfig: Path) -> None:
         client.replace(stale)
     assert exc.value.status.code == 409
     assert [c.metadata.name for c in client.list(ConfigMap, labels={"a": "b"})] == ["lk"]  # type: ignore[union-attr]
-    client.apply(ConfigMap(metadata=ObjectMeta(name="applied"), data={"x": "y"}), field_manager="dagster-uc", force=True)
+    client.apply(
+        ConfigMap(metadata=ObjectMeta(name="applied"), data={"x": "y"}),
+        field_manager="dagster-uc",
+        force=True,
+    )
     assert client.get(ConfigMap, "applied").data == {"x": "y"}
     client.create(Lease(metadata=ObjectMeta(name="lock")))
     daemon = next(iter(client.list(Deployment, labels={"component": "dagster-daemon"})))
     assert daemon.metadata is not None and daemon.metadata.name == "dagster-daemon"
-    pod = wait_until(lambda: [p for p in client.list(Pod, labels={"deployment": "daemon"}) if p.status and p.status.phase == "Running"], "daemon pod")[0]
+    pod = wait_until(
+        lambda: [
+            p
+            for p in client.list(Pod, labels={"deployment": "daemon"})
+            if p.status and p.status.phase == "Running"
+        ],
+        "daemon pod",
+    )[0]
     assert any("dagster.daemon" in line for line in client.log(pod.metadata.name))
     client.delete(ConfigMap, "lk")
     assert emu.get("v1", "configmaps", NS, "lk") is None

@@ -39,13 +39,17 @@ def test_json_patch_operations_and_failed_test(http: httpx.Client) -> None:
     ]
     r = http.patch(f"{CMS}/j", json=ops, headers=JSONPATCH)
     assert r.json()["data"] == {"a": "9", "c": "2"}
-    r = http.patch(f"{CMS}/j", json=[{"op": "test", "path": "/data/a", "value": "0"}], headers=JSONPATCH)
+    r = http.patch(
+        f"{CMS}/j", json=[{"op": "test", "path": "/data/a", "value": "0"}], headers=JSONPATCH
+    )
     assert r.status_code == 422
 
 
 def test_patch_with_stale_resource_version_conflicts(http: httpx.Client) -> None:
     http.post(CMS, json=cm("p"))
-    r = http.patch(f"{CMS}/p", json={"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}}, headers=MERGE)
+    r = http.patch(
+        f"{CMS}/p", json={"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}}, headers=MERGE
+    )
     assert r.status_code == 409
 
 
@@ -58,7 +62,10 @@ def test_patch_of_missing_object_is_404_and_unknown_type_415(http: httpx.Client)
 
 def test_strategic_merge_merges_containers_env_ports_by_key(http: httpx.Client) -> None:
     d = deployment("smp")
-    _containers(d)[0].update(env=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}], ports=[{"containerPort": 3030, "name": "grpc"}])
+    _containers(d)[0].update(
+        env=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+        ports=[{"containerPort": 3030, "name": "grpc"}],
+    )
     d["spec"]["template"]["spec"]["volumes"] = [{"name": "v1", "emptyDir": {}}]
     http.post(DEPLOYS, json=d)
     patch = {
@@ -69,7 +76,11 @@ def test_strategic_merge_merges_containers_env_ports_by_key(http: httpx.Client) 
                         {
                             "name": "main",
                             "image": "reg.local/app:2",
-                            "env": [{"name": "B", "value": "3"}, {"name": "A", "$patch": "delete"}, {"name": "C", "value": "4"}],
+                            "env": [
+                                {"name": "B", "value": "3"},
+                                {"name": "A", "$patch": "delete"},
+                                {"name": "C", "value": "4"},
+                            ],
                             "ports": [{"containerPort": 8080}],
                         }
                     ],
@@ -88,16 +99,34 @@ def test_strategic_merge_merges_containers_env_ports_by_key(http: httpx.Client) 
 
 
 def test_strategic_merge_directives() -> None:
-    original = {"spec": {"a": {"x": 1, "y": 2}, "finalizers": ["f1", "f2"], "env": [{"name": "A"}, {"name": "B"}]}}
+    original = {
+        "spec": {
+            "a": {"x": 1, "y": 2},
+            "finalizers": ["f1", "f2"],
+            "env": [{"name": "A"}, {"name": "B"}],
+        }
+    }
     out = patches.strategic_merge(original, {"spec": {"a": {"$patch": "replace", "z": 3}}})
     assert out["spec"]["a"] == {"z": 3}
     out = patches.strategic_merge(original, {"spec": {"a": {"$patch": "delete"}}})
     assert "a" not in out["spec"]
-    out = patches.strategic_merge(original, {"spec": {"$deleteFromPrimitiveList/finalizers": ["f1"]}})
+    out = patches.strategic_merge(
+        original, {"spec": {"$deleteFromPrimitiveList/finalizers": ["f1"]}}
+    )
     assert out["spec"]["finalizers"] == ["f2"]
-    out = patches.strategic_merge(original, {"spec": {"$setElementOrder/env": [{"name": "B"}, {"name": "A"}], "env": [{"name": "A", "value": "1"}]}})
+    out = patches.strategic_merge(
+        original,
+        {
+            "spec": {
+                "$setElementOrder/env": [{"name": "B"}, {"name": "A"}],
+                "env": [{"name": "A", "value": "1"}],
+            }
+        },
+    )
     assert out["spec"]["env"] == [{"name": "B"}, {"name": "A", "value": "1"}]
-    out = patches.strategic_merge(original, {"spec": {"env": [{"name": "Z"}, {"$patch": "replace"}]}})
+    out = patches.strategic_merge(
+        original, {"spec": {"env": [{"name": "Z"}, {"$patch": "replace"}]}}
+    )
     assert out["spec"]["env"] == [{"name": "Z"}]
 
 
@@ -113,7 +142,18 @@ def test_server_side_apply_creates_updates_and_prunes(http: httpx.Client) -> Non
     assert created["metadata"]["managedFields"][0]["manager"] == "helm"
     assert created["metadata"]["managedFields"][0]["operation"] == "Apply"
     # Another client adds a label of its own (through its own apply).
-    http.patch(url, params={"fieldManager": "other"}, content=json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ssa", "labels": {"theirs": "1"}}}), headers=APPLY)
+    http.patch(
+        url,
+        params={"fieldManager": "other"},
+        content=json.dumps(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "ssa", "labels": {"theirs": "1"}},
+            }
+        ),
+        headers=APPLY,
+    )
     # helm applies again without the label `extra` and without env B: both disappear.
     del d["metadata"]["labels"]["extra"]
     _containers(d)[0]["env"] = [{"name": "A", "value": "1"}]
@@ -134,7 +174,9 @@ def test_server_side_apply_yaml_body_and_conflict(http: httpx.Client) -> None:
     clash = body.replace("one", "two")
     r = http.patch(f"{CMS}/y", params={"fieldManager": "b"}, content=clash, headers=APPLY)
     assert r.status_code == 409 and r.json()["reason"] == "Conflict"
-    r = http.patch(f"{CMS}/y", params={"fieldManager": "b", "force": "true"}, content=clash, headers=APPLY)
+    r = http.patch(
+        f"{CMS}/y", params={"fieldManager": "b", "force": "true"}, content=clash, headers=APPLY
+    )
     assert r.json()["data"] == {"k": "two"}
     r = http.patch(f"{CMS}/y", content=body, headers=APPLY)
     assert r.status_code == 400  # fieldManager is required
@@ -149,7 +191,12 @@ def test_noop_apply_keeps_resource_version(http: httpx.Client) -> None:
 
 
 def test_field_paths_roundtrip_through_fields_v1() -> None:
-    obj = {"apiVersion": "v1", "kind": "X", "metadata": {"name": "n", "labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    obj = {
+        "apiVersion": "v1",
+        "kind": "X",
+        "metadata": {"name": "n", "labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "i"}]},
+    }
     paths = patches.field_paths(obj)
     assert ("metadata", "name") not in paths
     assert ("metadata", "labels", "a") in paths

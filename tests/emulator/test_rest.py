@@ -57,7 +57,9 @@ def test_invalid_name_and_missing_namespace(http: httpx.Client) -> None:
     body = r.json()
     assert body["reason"] == "Invalid"
     assert body["details"]["causes"][0]["field"] == "metadata.name"
-    assert body["message"].startswith('ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value')
+    assert body["message"].startswith(
+        'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value'
+    )
     r = http.post("/api/v1/namespaces/nope/configmaps", json=cm("x"))
     assert r.status_code == 404
     assert r.json()["message"] == 'namespaces "nope" not found'
@@ -104,9 +106,17 @@ def test_noop_update_keeps_resource_version(http: httpx.Client) -> None:
 def test_generation_bumps_only_on_spec_change(http: httpx.Client) -> None:
     d = http.post(DEPLOYS, json=deployment("gen")).json()
     assert d["metadata"]["generation"] == 1
-    labelled = http.patch(f"{DEPLOYS}/gen", json={"metadata": {"labels": {"x": "y"}}}, headers={"Content-Type": "application/merge-patch+json"}).json()
+    labelled = http.patch(
+        f"{DEPLOYS}/gen",
+        json={"metadata": {"labels": {"x": "y"}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ).json()
     assert labelled["metadata"]["generation"] == 1
-    scaled = http.patch(f"{DEPLOYS}/gen", json={"spec": {"replicas": 2}}, headers={"Content-Type": "application/merge-patch+json"}).json()
+    scaled = http.patch(
+        f"{DEPLOYS}/gen",
+        json={"spec": {"replicas": 2}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ).json()
     assert scaled["metadata"]["generation"] == 2
 
 
@@ -137,18 +147,32 @@ def test_orphan_policy_keeps_dependents(http: httpx.Client, emu: Emulator) -> No
     assert "ownerReferences" not in rs["metadata"]
 
 
-def test_delete_preconditions_and_protobuf_delete_options(http: httpx.Client, emu: Emulator) -> None:
+def test_delete_preconditions_and_protobuf_delete_options(
+    http: httpx.Client, emu: Emulator
+) -> None:
     http.post(CMS, json=cm("pre"))
-    r = http.request("DELETE", f"{CMS}/pre", json={"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "other"}})
+    r = http.request(
+        "DELETE",
+        f"{CMS}/pre",
+        json={"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "other"}},
+    )
     assert r.status_code == 409
     body = protobuf.encode({"propagationPolicy": "Foreground"}, kind="DeleteOptions")
-    r = http.request("DELETE", f"{CMS}/pre", content=body, headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    r = http.request(
+        "DELETE",
+        f"{CMS}/pre",
+        content=body,
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
     assert r.status_code == 200
     assert emu.get("v1", "configmaps", "dagster", "pre") is None
 
 
 def test_namespace_delete_cascades(http: httpx.Client, emu: Emulator) -> None:
-    http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tmp"}})
+    http.post(
+        "/api/v1/namespaces",
+        json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tmp"}},
+    )
     http.post("/api/v1/namespaces/tmp/configmaps", json=cm("inside"))
     ns = http.get("/api/v1/namespaces/tmp").json()
     assert ns["status"]["phase"] == "Active"
@@ -175,14 +199,20 @@ def test_label_selectors(http: httpx.Client, selector: str, expected: set[str]) 
     http.post(CMS, json=cm("w2", labels={"tier": "web"}))
     http.post(CMS, json=cm("d1", labels={"tier": "db"}))
     http.post(CMS, json=cm("plain"))
-    names = {i["metadata"]["name"] for i in http.get(CMS, params={"labelSelector": selector}).json()["items"]}
+    names = {
+        i["metadata"]["name"]
+        for i in http.get(CMS, params={"labelSelector": selector}).json()["items"]
+    }
     assert names - {"dagster-workspace-yaml"} == expected
 
 
 def test_field_selectors_and_bad_selector(http: httpx.Client) -> None:
     http.post(CMS, json=cm("f1"))
     http.post(CMS, json=cm("f2"))
-    r = http.get("/api/v1/configmaps", params={"fieldSelector": "metadata.name=f1,metadata.namespace=dagster"})
+    r = http.get(
+        "/api/v1/configmaps",
+        params={"fieldSelector": "metadata.name=f1,metadata.namespace=dagster"},
+    )
     assert [i["metadata"]["name"] for i in r.json()["items"]] == ["f1"]
     r = http.get(CMS, params={"fieldSelector": "metadata.name!=f1"})
     assert "f1" not in {i["metadata"]["name"] for i in r.json()["items"]}
@@ -199,7 +229,9 @@ def test_list_metadata_and_paging(http: httpx.Client) -> None:
     names = [i["metadata"]["name"] for i in first["items"]]
     token = first["metadata"]["continue"]
     while token:
-        page = http.get(CMS, params={"labelSelector": "paged", "limit": 2, "continue": token}).json()
+        page = http.get(
+            CMS, params={"labelSelector": "paged", "limit": 2, "continue": token}
+        ).json()
         names += [i["metadata"]["name"] for i in page["items"]]
         token = page["metadata"].get("continue")
     assert names == [f"page-{i}" for i in range(5)]
@@ -211,7 +243,12 @@ def test_discovery(http: httpx.Client) -> None:
     core = http.get("/api/v1").json()
     names = {r["name"] for r in core["resources"]}
     assert {"pods", "pods/log", "pods/exec", "configmaps", "secrets", "namespaces"} <= names
-    groups = http.get("/apis", headers={"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"})
+    groups = http.get(
+        "/apis",
+        headers={
+            "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        },
+    )
     assert groups.headers["Content-Type"] == "application/json"
     for group in groups.json()["groups"]:
         gv = group["preferredVersion"]["groupVersion"]
@@ -236,19 +273,52 @@ def test_openapi_v3(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "obj",
     [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb-cm", "labels": {"a": "b"}}, "data": {"x": "1", "empty": ""}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pb-secret", "labels": {"owner": "helm"}}, "type": "helm.sh/release.v1", "data": {"release": "aGVsbG8="}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "pb-sa"}, "imagePullSecrets": [{"name": "pull"}]},
-        {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "pb-lease"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 30, "renewTime": "2025-01-01T00:00:00.123456Z"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "pb-cm", "labels": {"a": "b"}},
+            "data": {"x": "1", "empty": ""},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pb-secret", "labels": {"owner": "helm"}},
+            "type": "helm.sh/release.v1",
+            "data": {"release": "aGVsbG8="},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "pb-sa"},
+            "imagePullSecrets": [{"name": "pull"}],
+        },
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "pb-lease"},
+            "spec": {
+                "holderIdentity": "me",
+                "leaseDurationSeconds": 30,
+                "renewTime": "2025-01-01T00:00:00.123456Z",
+            },
+        },
     ],
 )
 def test_protobuf_create(http: httpx.Client, obj: dict) -> None:
-    plural = {"ConfigMap": "configmaps", "Secret": "secrets", "ServiceAccount": "serviceaccounts", "Lease": "leases"}[obj["kind"]]
+    plural = {
+        "ConfigMap": "configmaps",
+        "Secret": "secrets",
+        "ServiceAccount": "serviceaccounts",
+        "Lease": "leases",
+    }[obj["kind"]]
     prefix = "/apis/coordination.k8s.io/v1" if obj["kind"] == "Lease" else "/api/v1"
     r = http.post(
         f"{prefix}/namespaces/dagster/{plural}",
         content=protobuf.encode(obj),
-        headers={"Content-Type": "application/vnd.kubernetes.protobuf", "Accept": "application/vnd.kubernetes.protobuf, */*"},
+        headers={
+            "Content-Type": "application/vnd.kubernetes.protobuf",
+            "Accept": "application/vnd.kubernetes.protobuf, */*",
+        },
     )
     assert r.status_code == 201, r.text
     got = r.json()
@@ -262,20 +332,40 @@ def test_protobuf_create(http: httpx.Client, obj: dict) -> None:
 
 def test_protobuf_namespace_and_update(http: httpx.Client) -> None:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pb-ns"}}
-    r = http.post("/api/v1/namespaces", content=protobuf.encode(ns), headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    r = http.post(
+        "/api/v1/namespaces",
+        content=protobuf.encode(ns),
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
     assert r.status_code == 201 and r.json()["metadata"]["name"] == "pb-ns"
     created = http.post(CMS, json=cm("pb-upd", {"v": "1"})).json()
     stale = {**cm("pb-upd", {"v": "2"}), "metadata": {"name": "pb-upd", "resourceVersion": "1"}}
-    r = http.put(f"{CMS}/pb-upd", content=protobuf.encode(stale), headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    r = http.put(
+        f"{CMS}/pb-upd",
+        content=protobuf.encode(stale),
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
     assert r.status_code == 409
-    fresh = {**stale, "metadata": {"name": "pb-upd", "resourceVersion": created["metadata"]["resourceVersion"]}}
-    r = http.put(f"{CMS}/pb-upd", content=protobuf.encode(fresh), headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    fresh = {
+        **stale,
+        "metadata": {"name": "pb-upd", "resourceVersion": created["metadata"]["resourceVersion"]},
+    }
+    r = http.put(
+        f"{CMS}/pb-upd",
+        content=protobuf.encode(fresh),
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
     assert r.status_code == 200 and r.json()["data"] == {"v": "2"}
 
 
 def test_lease_compare_and_swap(http: httpx.Client) -> None:
     url = "/apis/coordination.k8s.io/v1/namespaces/dagster/leases"
-    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "lock"}, "spec": {"holderIdentity": "a"}}
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "lock"},
+        "spec": {"holderIdentity": "a"},
+    }
     created = http.post(url, json=lease).json()
     assert http.post(url, json=lease).status_code == 409
     mine = {**created, "spec": {"holderIdentity": "b"}}
@@ -286,7 +376,12 @@ def test_lease_compare_and_swap(http: httpx.Client) -> None:
 
 
 def test_services_get_a_cluster_ip(http: httpx.Client) -> None:
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"selector": {"a": "b"}, "ports": [{"port": 3030}]}}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "svc"},
+        "spec": {"selector": {"a": "b"}, "ports": [{"port": 3030}]},
+    }
     got = http.post("/api/v1/namespaces/dagster/services", json=svc).json()
     assert got["spec"]["clusterIP"].startswith("10.96.")
     assert got["spec"]["ports"][0]["targetPort"] == 3030
@@ -298,7 +393,11 @@ def test_scale_subresource(http: httpx.Client) -> None:
     http.post(DEPLOYS, json=deployment("scaled"))
     scale = http.get(f"{DEPLOYS}/scaled/scale").json()
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 1
-    r = http.patch(f"{DEPLOYS}/scaled/scale", json={"spec": {"replicas": 3}}, headers={"Content-Type": "application/merge-patch+json"})
+    r = http.patch(
+        f"{DEPLOYS}/scaled/scale",
+        json={"spec": {"replicas": 3}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     assert r.json()["spec"]["replicas"] == 3
     assert http.get(f"{DEPLOYS}/scaled").json()["spec"]["replicas"] == 3
 

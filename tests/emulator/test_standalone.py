@@ -19,10 +19,21 @@ def test_standalone_process_starts_serves_and_stops(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "stack.emulator", "--port", "0",
-            "--kubeconfig", str(kubeconfig), "--context", "kind-dagster-local",
-            "--namespace", "dagster", "--seed-dagster-version", "1.9.0",
-            "--ready-file", str(ready),
+            sys.executable,
+            "-m",
+            "stack.emulator",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--context",
+            "kind-dagster-local",
+            "--namespace",
+            "dagster",
+            "--seed-dagster-version",
+            "1.9.0",
+            "--ready-file",
+            str(ready),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -42,7 +53,9 @@ def test_standalone_process_starts_serves_and_stops(tmp_path: Path) -> None:
         assert config["current-context"] == "kind-dagster-local"
         assert config["clusters"][0]["cluster"]["server"] == url
         assert config["contexts"][0]["context"]["namespace"] == "dagster"
-        daemon = httpx.get(f"{url}/apis/apps/v1/namespaces/dagster/deployments/dagster-daemon").json()
+        daemon = httpx.get(
+            f"{url}/apis/apps/v1/namespaces/dagster/deployments/dagster-daemon"
+        ).json()
         assert daemon["metadata"]["labels"]["app.kubernetes.io/version"] == "1.9.0"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -49,7 +49,9 @@ def test_install_upgrade_history_rollback_uninstall(
     )
     upgrade(helm, user_code_chart, v1)
     managed = get_json(kubectl, "deployment", f"{FULL}-loc-a", "--show-managed-fields")
-    operations = {(m["manager"], m["operation"]) for m in managed["metadata"]["managedFields"]}
+    operations = {
+        (m["manager"], m["operation"]) for m in managed["metadata"].get("managedFields", [])
+    }
     if "v4." in helm("version", "--short").stdout:
         assert ("helm", "Apply") in operations, "Helm 4 must install with server-side apply"
     for name in ("loc-a", "loc-b"):

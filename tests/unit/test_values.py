@@ -44,21 +44,32 @@ def make_config(**overrides: object) -> Config:
     return Config.model_validate(base)
 
 
-RECORD = DeploymentRecord(tag="1.8.4-3", by="ann@laptop", at="2026-11-20T10:00:00Z", commit="abc123", branch="feat/x")
+RECORD = DeploymentRecord(
+    tag="1.8.4-3", by="ann@laptop", at="2026-11-20T10:00:00Z", commit="abc123", branch="feat/x"
+)
 
 
 def entry(name: str, tag: str = "1.8.4-0", record: DeploymentRecord = RECORD) -> dict:
-    return build_entry(make_config(), name=name, repository=f"reg.example.io/{name}", tag=tag, record=record)
+    return build_entry(
+        make_config(), name=name, repository=f"reg.example.io/{name}", tag=tag, record=record
+    )
 
 
 def test_entry_has_the_shape_of_the_original_tool_and_the_chart() -> None:
     e = entry("proj--feat-x", "1.8.4-3")
-    assert e["image"] == {"repository": "reg.example.io/proj--feat-x", "tag": "1.8.4-3", "pullPolicy": "IfNotPresent"}
+    assert e["image"] == {
+        "repository": "reg.example.io/proj--feat-x",
+        "tag": "1.8.4-3",
+        "pullPolicy": "IfNotPresent",
+    }
     assert e["dagsterApiGrpcArgs"] == ["-f", "/app/pkg/definitions.py"]
     assert e["port"] == 3030
     assert e["env"] == [{"name": "ON_K8S", "value": "True"}]
     assert e["envSecrets"] == [{"name": "my-secret"}]
-    assert e["resources"] == {"limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}
+    assert e["resources"] == {
+        "limits": {"cpu": "2", "memory": "2Gi"},
+        "requests": {"cpu": "1", "memory": "1Gi"},
+    }
     assert e["nodeSelector"] == {"agentpool": "small"}
     assert e["tolerations"][0]["value"] == "small"
     assert e["readinessProbe"]["enabled"] is True
@@ -71,7 +82,11 @@ def test_no_node_means_no_selector_or_toleration() -> None:
 
 
 def test_upsert_replaces_in_place_and_keeps_unrelated_keys() -> None:
-    values = {"deployments": [entry("a"), entry("b")], "imagePullSecrets": [{"name": "x"}], "custom": {"k": 1}}
+    values = {
+        "deployments": [entry("a"), entry("b")],
+        "imagePullSecrets": [{"name": "x"}],
+        "custom": {"k": 1},
+    }
     updated = upsert_entry(values, entry("a", "1.8.4-7"))
     assert [e["name"] for e in updated["deployments"]] == ["a", "b"]
     assert find_entry(updated, "a")["image"]["tag"] == "1.8.4-7"
@@ -87,7 +102,11 @@ def test_remove_entries() -> None:
 
 
 def test_entry_written_by_the_original_tool_has_no_record() -> None:
-    original = {"name": "old", "image": {"repository": "r/old", "tag": "1.8.4-2"}, "annotations": {}}
+    original = {
+        "name": "old",
+        "image": {"repository": "r/old", "tag": "1.8.4-2"},
+        "annotations": {},
+    }
     assert record_of(original) is None
     retagged = retag_entry(original, tag="1.8.4-1", record=RECORD)
     assert retagged["image"]["tag"] == "1.8.4-1"
@@ -114,7 +133,9 @@ def test_history_round_trip_and_previous_tag() -> None:
     assert history.tags == ["1.8.4-0", "1.8.4-1", "1.8.4-2"]
     assert history.previous_tag("1.8.4-2") == "1.8.4-1"
     assert history.previous_tag("1.8.4-0") is None
-    restored = history_from_document(yaml.safe_load(yaml.safe_dump(history_to_document({"a": history}))))
+    restored = history_from_document(
+        yaml.safe_load(yaml.safe_dump(history_to_document({"a": history})))
+    )
     assert restored["a"] == history
 
 
@@ -152,11 +173,34 @@ def test_plan_prune_gone_branches_age_and_cicd() -> None:
     }
     remote = {"feat/old", "feat/live", "legacy/branch"}
     kwargs = {"project": "p", "environments": {"dev", "acc"}, "now": now}
-    names = [c.name for c in plan_prune(values, remote_branches=remote, older_than=None, include_cicd=False, **kwargs)]
+    names = [
+        c.name
+        for c in plan_prune(
+            values, remote_branches=remote, older_than=None, include_cicd=False, **kwargs
+        )
+    ]
     assert names == ["p--feat-gone"]
-    names = [c.name for c in plan_prune(values, remote_branches=remote, older_than=parse_duration("7d"), include_cicd=False, **kwargs)]
+    names = [
+        c.name
+        for c in plan_prune(
+            values,
+            remote_branches=remote,
+            older_than=parse_duration("7d"),
+            include_cicd=False,
+            **kwargs,
+        )
+    ]
     assert names == ["p--feat-old", "p--feat-gone"]
-    names = [c.name for c in plan_prune(values, remote_branches=None, older_than=parse_duration("7d"), include_cicd=True, **kwargs)]
+    names = [
+        c.name
+        for c in plan_prune(
+            values,
+            remote_branches=None,
+            older_than=parse_duration("7d"),
+            include_cicd=True,
+            **kwargs,
+        )
+    ]
     assert names == ["p--feat-old", "p--dev"]
 
 
