@@ -62,6 +62,15 @@ def _controller_uid(obj: dict[str, Any]) -> str | None:
     return None
 
 
+def _by_owner(objs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for o in objs:
+        uid = _controller_uid(o)
+        if uid:
+            out.setdefault(uid, []).append(o)
+    return out
+
+
 def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": owner["apiVersion"],
@@ -126,6 +135,7 @@ class Controllers:
         self.holds: list[Hold] = []
         self.dirty: asyncio.Event | None = None
         self._seen: dict[str, float] = {}
+        self._owned: dict[str, list[dict[str, Any]]] = {}
         self._job_seen: dict[str, float] = {}
         self._restarted: dict[str, float] = {}
         self._event_names: dict[tuple[str, str], str] = {}
@@ -160,8 +170,10 @@ class Controllers:
 
     def reconcile(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
+        self._owned = _by_owner(self.store.list(RS))
         for d in self.store.list(DEPLOY):
             self._sync_deployment(d)
+        self._owned = _by_owner(self.store.list(POD))
         for rs in self.store.list(RS):
             self._sync_replicaset(rs)
         wait = 1.0
@@ -294,7 +306,7 @@ class Controllers:
     def _sync_deployment(self, d: dict[str, Any]) -> None:
         meta, spec = d["metadata"], d.get("spec") or {}
         ns = meta["namespace"]
-        rss = [rs for rs in self.store.list(RS, ns) if _controller_uid(rs) == meta["uid"]]
+        rss = list(self._owned.get(meta["uid"], []))
         template = spec.get("template") or {}
         desired = int(spec.get("replicas", 1))
         new_rs = next(
@@ -460,7 +472,7 @@ class Controllers:
     def _sync_replicaset(self, rs: dict[str, Any]) -> None:
         meta, spec = rs["metadata"], rs.get("spec") or {}
         ns = meta["namespace"]
-        pods = [p for p in self.store.list(POD, ns) if _controller_uid(p) == meta["uid"]]
+        pods = list(self._owned.get(meta["uid"], []))
         desired = int(spec.get("replicas", 1))
         template = spec.get("template") or {}
         for _ in range(desired - len(pods)):

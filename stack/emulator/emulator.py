@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import asyncio
 import re
 import threading
@@ -263,7 +265,7 @@ class Emulator:
         self.request_counts.clear()
 
     def append_pod_log(
-        self, namespace: str, pod: str, lines: list[str], container: str | None = None
+        self, namespace: str, pod: str, lines: builtins.list[str], container: str | None = None
     ) -> None:
         """Add lines to a pod container's log (default: its first container)."""
         if container is None:

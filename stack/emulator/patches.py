@@ -327,15 +327,15 @@ def apply_merge(current: Any, applied: Any, field: str = "") -> Any:
     if isinstance(applied, list) and isinstance(current, list):
         key = list_key(field, applied + current)
         if key:
-            result = copy.deepcopy(current)
+            merged: list[Any] = copy.deepcopy(current)
             for item in applied:
                 ident = _item_id(item, key)
-                idx = next((i for i, o in enumerate(result) if _item_id(o, key) == ident), None)
+                idx = next((i for i, o in enumerate(merged) if _item_id(o, key) == ident), None)
                 if idx is None:
-                    result.append(copy.deepcopy(item))
+                    merged.append(copy.deepcopy(item))
                 else:
-                    result[idx] = apply_merge(result[idx], item, "")
-            return result
+                    merged[idx] = apply_merge(merged[idx], item, "")
+            return merged
     return copy.deepcopy(applied)
 
 

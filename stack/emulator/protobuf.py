@@ -34,8 +34,9 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """Raw (field number, wire type, value) triples; value is int or bytes."""
-    out = []
+    out: list[tuple[int, int, Any]] = []
     pos = 0
+    val: Any
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         num, wt = key >> 3, key & 7

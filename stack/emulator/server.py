@@ -65,6 +65,12 @@ def error_response(e: ApiError) -> web.Response:
     return respond(e.status(), e.code, e.headers)
 
 
+def _gone(request: web.Request) -> bool:
+    """The client hung up (aiohttp does not cancel handlers when that happens)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def _list_item(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
 
@@ -369,7 +375,7 @@ class Server:
                 return self.list(request, res, ns)
             if m == "POST":
                 obj = await self._body(request)
-                return respond(self.api.create(res, ns, obj, dry_run=dry_run), 201)
+                return respond(self.api.create(res, ns, obj or {}, dry_run=dry_run), 201)
             if m == "DELETE":
                 return await self.delete_collection(request, res, ns, dry_run)
             raise ApiError(
@@ -388,7 +394,9 @@ class Server:
             return respond(obj)
         if m == "PUT":
             obj = await self._body(request)
-            return respond(self.api.update(res, ns, name, obj, subresource=sub, dry_run=dry_run))
+            return respond(
+                self.api.update(res, ns, name, obj or {}, subresource=sub, dry_run=dry_run)
+            )
         if m == "PATCH":
             body = await request.read()
             existed = self.store.get(res, (ns or "") if res.namespaced else "", name) is not None
@@ -652,14 +660,14 @@ class Server:
                 for e in replay:
                     await send_event(e)
             deadline = loop.time() + timeout if timeout else None
-            while not self.shutdown.is_set():
-                remaining = deadline - loop.time() if deadline else None
-                if remaining is not None and remaining <= 0:
+            while not self.shutdown.is_set() and not _gone(request):
+                remaining = deadline - loop.time() if deadline else 1.0
+                if remaining <= 0:
                     break
                 try:
-                    e = await asyncio.wait_for(watcher.queue.get(), remaining)
+                    e = await asyncio.wait_for(watcher.queue.get(), min(remaining, 1.0))
                 except asyncio.TimeoutError:
-                    break
+                    continue
                 if e is None:
                     break
                 if e.rv > cur_rv:
@@ -725,7 +733,7 @@ class Server:
         sent = len(logs.lines.get(key, []))
         try:
             await resp.write(render(entries))
-            while not self.shutdown.is_set():
+            while not self.shutdown.is_set() and not _gone(request):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(logs.wait(), 0.5)
                 current = logs.lines.get(key, [])

@@ -7,6 +7,8 @@ loop; the store hands them events with `call_soon_threadsafe`.
 
 from __future__ import annotations
 
+import builtins
+
 import asyncio
 import contextlib
 import copy
@@ -211,7 +213,7 @@ class Store:
         namespace: str | None,
         since: int | None,
         loop: asyncio.AbstractEventLoop,
-    ) -> tuple[Watcher, list[Event] | None, list[dict[str, Any]], int]:
+    ) -> tuple[Watcher, builtins.list[Event] | None, builtins.list[dict[str, Any]], int]:
         """Register a watcher; returns it, the history after `since` (None when too old),
         the current objects and the current resourceVersion, all taken atomically."""
         with self.lock:

@@ -215,7 +215,9 @@ def test_log_errors(emu: Emulator, http: httpx.Client) -> None:
         "spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]},
     }
     http.post("/api/v1/namespaces/dagster/pods", json=pod)
-    wait_until(lambda: emu.get("v1", "pods", NS, "two")["status"]["phase"] == "Running", "running")
+    wait_until(
+        lambda: (emu.get("v1", "pods", NS, "two") or {})["status"]["phase"] == "Running", "running"
+    )
     r = http.get("/api/v1/namespaces/dagster/pods/two/log")
     assert r.status_code == 400 and "a container name must be specified" in r.json()["message"]
     assert (

@@ -12,7 +12,7 @@ from lightkube.resources.apps_v1 import Deployment
 from dagster_uc.errors import OperationError, UsageError
 from dagster_uc.helm import ChartSource, Helm, HelmOptions
 from stack.chart import CHART_NAME, package_chart, push_oci_chart, serve_chart_repo
-from tests.helm.conftest import VERSION, values_yaml
+from tests.helm.chart_values import VERSION, values_yaml
 
 RELEASE = "dagster-user-code"
 

@@ -1,0 +1,147 @@
+"""A deploy's own control-plane work, and how it grows with the deployments already there.
+
+For N existing deployments, runs the installed `dagster-uc deployment deploy --skip-build`
+(no build, no push; the pod start-up is the emulator's fixed 0.2 s) as a redeploy of one
+location and records the wall time and the Kubernetes API requests the emulator counted.
+Also times `dagster-uc --help` and `show-config` (start-up, lazy imports).
+
+    .venv/bin/python benchmarks/bench_deploy.py [--sizes 1,10,50] [--runs 3] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from stack.chart import CHART_DIR  # noqa: E402
+from stack.emulator import Emulator, seed_dagster  # noqa: E402
+from stack.registry import LocalRegistry, push_many_tags  # noqa: E402
+from stack.tools import ensure_tools  # noqa: E402
+
+DAGSTER_UC = Path(sys.executable).parent / "dagster-uc"
+CONTEXT = "kind-dagster-bench"
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+    return elapsed
+
+
+def startup(env: dict[str, str], cwd: Path, runs: int) -> dict[str, float]:
+    return {
+        label: statistics.median(run([str(DAGSTER_UC), *args], cwd, env) for _ in range(runs))
+        for label, args in (("--help", ["--help"]), ("show-config", ["show-config"]))
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1,10,50")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    tools = ensure_tools()
+    work = Path(tempfile.mkdtemp(prefix="dagster-uc-bench-"))
+    rows = []
+    with Emulator(port=0, ready_delay=0.2) as emu, LocalRegistry() as registry:
+        for size in sizes:
+            namespace = f"bench-{size}-{uuid.uuid4().hex[:6]}"
+            seed_dagster(emu, namespace=namespace, dagster_version="1.8.4")
+            kubeconfig = emu.write_kubeconfig(
+                work / f"kc-{size}", context=CONTEXT, namespace=namespace
+            )
+            project = work / f"p{size}"
+            project.mkdir()
+            (project / ".config_user_code_deployments.yaml").write_text(
+                yaml.safe_dump(
+                    {
+                        "dev": {
+                            "code_path": "defs.py",
+                            "container_registry": registry.host,
+                            "dagster_version": "1.8.4",
+                            "kubernetes_context": CONTEXT,
+                            "namespace": namespace,
+                            "helm_chart_path": str(CHART_DIR),
+                            "use_project_name": False,
+                            "image_prefix": "bench",
+                        }
+                    }
+                )
+            )
+            env = tools.env(dict(os.environ))
+            env["KUBECONFIG"] = str(kubeconfig)
+            names = [f"loc-{i}" for i in range(size)]
+            for name in names:
+                push_many_tags(registry, f"bench/{name}", ["1.8.4-0"])
+            for name in names:  # the deployments already registered
+                run(
+                    [str(DAGSTER_UC), "deployment", "deploy", "--skip-build", "-n", name],
+                    project,
+                    env,
+                )
+            times, counts = [], []
+            for _ in range(args.runs):
+                emu.reset_counts()
+                times.append(
+                    run(
+                        [str(DAGSTER_UC), "deployment", "deploy", "--skip-build", "-n", names[0]],
+                        project,
+                        env,
+                    )
+                )
+                counts.append(
+                    collections.Counter(verb for verb, _path in emu.request_counts.elements())
+                )
+            total = statistics.median(sum(c.values()) for c in counts)
+            verbs = counts[-1]
+            rows.append((size, statistics.median(times), total, dict(sorted(verbs.items()))))
+        start = startup(env, work / "p1", 10)
+    lines = [
+        "## Deploy control plane (redeploy with --skip-build)",
+        "",
+        "`.venv/bin/python benchmarks/bench_deploy.py` — emulator + real Helm 4 + real registry;",
+        "median of the runs; the emulator's pods get ready 0.2 s after they start.",
+        "",
+        "| deployments registered | wall time (s) | API requests | by verb |",
+        "| ---: | ---: | ---: | --- |",
+    ]
+    for size, seconds, total, verbs in rows:
+        lines.append(f"| {size} | {seconds:.2f} | {total:.0f} | {verbs} |")
+    lines += [
+        "",
+        "## Start-up (median of 10 runs)",
+        "",
+        "| command | seconds |",
+        "| --- | ---: |",
+        *(f"| `dagster-uc {label}` | {seconds:.3f} |" for label, seconds in start.items()),
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        out = ROOT / "docs" / "benchmarks" / "deploy.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
