@@ -73,10 +73,27 @@ def make_client(context: str, namespace: str, environ: Mapping[str, str] | None 
             f"(known: {', '.join(known) or 'none'}); fix kubernetes_context in the config."
         )
     try:
-        config = KubeConfig.from_dict(merged, fname=documents[0][0])
-        return Client(config=config.get(context), namespace=namespace, field_manager="dagster-uc")
+        single = KubeConfig.from_dict(merged, fname=documents[0][0]).get(context)
+        return Client(
+            config=single,
+            namespace=namespace,
+            field_manager="dagster-uc",
+            transport=_transport(single),
+        )
     except ConfigError as exc:
         raise UsageError(f"Cannot use Kubernetes context '{context}': {exc}.") from exc
+
+
+def _transport(single: Any) -> Any:
+    """The HTTP transport of the client: TLS as the kubeconfig says, reads retried on
+    transient failures (see `kube_retry`)."""
+    import httpx2
+    from lightkube.config.client_adapter import verify_cluster
+
+    from dagster_uc.kube_retry import RetryingTransport
+
+    verify = verify_cluster(single.cluster, single.user, single.abs_file)
+    return RetryingTransport(httpx2.HTTPTransport(verify=verify))
 
 
 def api_error_code(exc: ApiError) -> int:

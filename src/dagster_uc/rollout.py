@@ -10,13 +10,21 @@ and the workspace go back to what they were before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from dagster_uc import output
 from dagster_uc.errors import DagsterUcError, OperationError
-from dagster_uc.values import entries
+from dagster_uc.values import (
+    DeploymentHistory,
+    entries,
+    find_entry,
+    remove_entries,
+    upsert_entry,
+)
 
 if TYPE_CHECKING:
     from dagster_uc.progress import Steps
@@ -54,7 +62,11 @@ def apply_change(
     timeout_s: float = 300,
     force_restart: bool = False,
 ) -> ChangeResult:
-    """Write `change` to the state and roll it out; restore everything if the rollout fails."""
+    """Write `change` to the state and roll it out; restore everything if the rollout fails.
+
+    Ctrl-C is held back while a ConfigMap write is in flight (so no write is cut in half)
+    and handled like a failure afterwards: the state, workspace and release are restored.
+    """
     from dagster_uc.helm import chart_source
     from dagster_uc.instance import restart_deployments
     from dagster_uc.state import dump_yaml
@@ -63,13 +75,17 @@ def apply_change(
     config = session.config
     helm = session.helm
     release = config.helm_release_name
-    previous_revision = _last_revision(session)
+    previous_revision = _prepare_release(session)
 
-    with steps.step("Updating the list of code locations"):
-        before, after = session.state.update(change)
-        session.state.write_workspace(workspace_yaml(after.values))
+    before: StateSnapshot | None = None
+    after: StateSnapshot | None = None
+    helm_ran = False
     try:
+        with interrupts_deferred(), steps.step("Updating the list of code locations"):
+            before, after = session.state.update(change)
+            session.state.write_workspace(workspace_yaml(after.values))
         with steps.step(f"Rolling out Helm release {release}"):
+            helm_ran = True
             helm.upgrade_install(release, chart_source(config), dump_yaml(after.values))
         targets = wait_for(after)
         if wait and targets:
@@ -79,11 +95,14 @@ def apply_change(
                 + f" to be ready (up to {int(timeout_s)} s)"
             ):
                 _wait_all(session, targets, timeout_s)
-    except (DagsterUcError, KeyboardInterrupt) as exc:
-        _restore(session, before, previous_revision, steps)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+    except (DagsterUcError, KeyboardInterrupt):
+        if before is not None and after is not None:
+            with interrupts_deferred():
+                _restore(
+                    session, before, after, previous_revision if helm_ran else _UNTOUCHED, steps
+                )
         raise
+    assert before is not None and after is not None
     restarted: list[str] = []
     if force_restart or location_names(before) != location_names(after):
         names = [config.dagster_webserver_deployment_name, config.dagster_daemon_deployment_name]
@@ -96,6 +115,32 @@ def apply_change(
             )
         restarted = [n for n in names if n not in missing]
     return ChangeResult(before, after, restarted, [t.name for t in wait_for(after)] if wait else [])
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+
+    Only the main thread can set signal handlers; elsewhere this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _wait_all(session: Session, targets: list[WaitTarget], timeout_s: float) -> None:
@@ -118,22 +163,81 @@ class RolloutFailed(OperationError):
         self.diagnosis = diagnosis
 
 
-def _last_revision(session: Session) -> int | None:
-    history = session.helm.history(session.config.helm_release_name)
-    return history[-1].revision if history else None
+def _prepare_release(session: Session) -> int | None:
+    """The revision to go back to if this change fails (None: uninstall).
+
+    A release left `pending-*` by a killed or interrupted Helm run blocks every upgrade; we
+    hold the deploy lock, so nobody else is running Helm on it: unlock it first.
+    """
+    from dagster_uc.helm import PENDING_STATUSES
+
+    helm = session.helm
+    release = session.config.helm_release_name
+    revisions = helm.history(release)
+    if revisions and revisions[-1].status in PENDING_STATUSES:
+        stuck = revisions[-1]
+        done = helm.recover_pending(release)
+        output.warning(
+            f"Helm release {release} was left {stuck.status} (revision {stuck.revision}) by an "
+            f"interrupted run; {done}."
+        )
+        revisions = helm.history(release)
+    deployed = [r.revision for r in revisions if r.status == "deployed"]
+    return deployed[-1] if deployed else None
 
 
-def _restore(session: Session, before: StateSnapshot, revision: int | None, steps: Steps) -> None:
-    """Put the release, the values and the workspace back as they were before the change."""
+def reverted(current: StateSnapshot, before: StateSnapshot, after: StateSnapshot) -> StateSnapshot:
+    """`current` with what the change `before` -> `after` did undone (pure).
+
+    Entries the change touched go back to their `before` form (or away when it added them);
+    entries anyone else changed meanwhile stay. History records of those names go back too,
+    but every tag stays recorded: a tag is never handed out twice.
+    """
+    if current.values == after.values:
+        values = copy.deepcopy(before.values)
+    else:
+        values = current.values
+        touched = {
+            name
+            for name in location_names(before) | location_names(after)
+            if find_entry(before.values, name) != find_entry(after.values, name)
+        }
+        for name in sorted(touched):
+            old = find_entry(before.values, name)
+            values = upsert_entry(values, old) if old else remove_entries(values, {name})
+    history = dict(current.history)
+    for name, changed in after.history.items():
+        previous = before.history_of(name)
+        if changed.records != previous.records:
+            kept = current.history_of(name)
+            history[name] = DeploymentHistory(tags=list(kept.tags), records=list(previous.records))
+    return replace(current, values=values, history=history)
+
+
+#: `_restore`'s revision when Helm never ran: the release needs no rollback.
+_UNTOUCHED = -1
+
+
+def _restore(
+    session: Session,
+    before: StateSnapshot,
+    after: StateSnapshot,
+    revision: int | None,
+    steps: Steps,
+) -> None:
+    """Put the release, the values and the workspace back as they were before the change
+    (`revision`: the release revision to roll back to; None uninstalls; _UNTOUCHED keeps it)."""
     from dagster_uc.state import dump_yaml
     from dagster_uc.workspace import workspace_yaml
 
     release = session.config.helm_release_name
     with steps.step("Rolling back to the previous state"):
         try:
-            session.state.update(lambda current: replace(current, values=before.values))
-            session.state.write_workspace(workspace_yaml(before.values))
-            if revision is not None:
+            _, restored = session.state.update(lambda current: reverted(current, before, after))
+            session.state.write_workspace(workspace_yaml(restored.values))
+            if revision == _UNTOUCHED:
+                pass
+            elif revision is not None:
                 session.helm.rollback(release, revision)
             else:
                 session.helm.uninstall(release)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
-
 import asyncio
+import builtins
 import re
 import threading
 from collections import Counter

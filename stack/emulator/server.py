@@ -665,13 +665,13 @@ class Server:
                 if remaining <= 0:
                     break
                 try:
-                    e = await asyncio.wait_for(watcher.queue.get(), min(remaining, 1.0))
+                    event = await asyncio.wait_for(watcher.queue.get(), min(remaining, 1.0))
                 except asyncio.TimeoutError:
                     continue
-                if e is None:
+                if event is None:
                     break
-                if e.rv > cur_rv:
-                    await send_event(e)
+                if event.rv > cur_rv:
+                    await send_event(event)
         except (ConnectionResetError, ConnectionError):
             pass
         finally:

@@ -7,9 +7,8 @@ loop; the store hands them events with `call_soon_threadsafe`.
 
 from __future__ import annotations
 
-import builtins
-
 import asyncio
+import builtins
 import contextlib
 import copy
 import threading
