@@ -7,7 +7,8 @@ Register with ``pytest_plugins = ["stack.pytest_plugin"]`` in tests/conftest.py.
 - ``kube`` (function): a fresh seeded namespace in that emulator and a kubeconfig whose current
   context is "kind-dagster-test" pointing at it.
 - ``tool_env`` (function): environment for subprocesses: tools first on PATH, KUBECONFIG set,
-  Helm's config/cache/data in the test's temp dir, podman builds with chroot isolation.
+  Helm's config/cache/data and kubectl's cache in the test's temp dir, podman builds with
+  chroot isolation.
 - ``base_image`` (session): the busybox podman base image.
 - ``user_code_chart`` (session): path of the user-code chart directory.
 """
@@ -62,7 +63,8 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def kube(emulator: Emulator, tmp_path: Path) -> KubeEnv:
+def kube(emulator: Emulator, tmp_path: Path) -> Iterator[KubeEnv]:
+    """A fresh seeded namespace, deleted (with everything in it) after the test."""
     from stack.emulator import seed_dagster
 
     namespace = f"t-{uuid.uuid4().hex[:10]}"
@@ -70,9 +72,10 @@ def kube(emulator: Emulator, tmp_path: Path) -> KubeEnv:
     kubeconfig = emulator.write_kubeconfig(
         tmp_path / "kubeconfig", context=TEST_CONTEXT, namespace=namespace
     )
-    return KubeEnv(
+    yield KubeEnv(
         emulator=emulator, kubeconfig=Path(kubeconfig), context=TEST_CONTEXT, namespace=namespace
     )
+    emulator.delete("v1", "namespaces", None, namespace)
 
 
 @pytest.fixture
@@ -87,6 +90,7 @@ def tool_env(tools: Tools, kube: KubeEnv, tmp_path: Path) -> dict[str, str]:
     ):
         (helm_home / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(helm_home / sub)
+    env["KUBECACHEDIR"] = str(tmp_path / "kube-cache")
     env["BUILDAH_ISOLATION"] = "chroot"
     return env
 

@@ -118,9 +118,11 @@ def latest_version_tag(tags: list[str], dagster_version: str) -> str | None:
     return max(numbered)[1] if numbered else None
 
 
-def reserve_tag(session: Session, name: str, registry_tags: list[str]) -> str:
+def reserve_tag(
+    session: Session, name: str, registry_tags: list[str], start: StateSnapshot | None = None
+) -> tuple[str, StateSnapshot]:
     """Choose the next tag and record it in the state (compare-and-swap), so no other deploy
-    of the same name, on any machine, can get it too."""
+    of the same name, on any machine, can get it too. Returns the tag and the state written."""
     from dagster_uc.versioning import next_tag
 
     chosen: dict[str, str] = {}
@@ -130,8 +132,8 @@ def reserve_tag(session: Session, name: str, registry_tags: list[str]) -> str:
         chosen["tag"] = tag
         return state.with_history(name, state.history_of(name).with_tag(tag))
 
-    session.state.update(take)
-    return chosen["tag"]
+    _, written = session.state.update(take, start=start)
+    return chosen["tag"], written
 
 
 def deploy(
@@ -175,7 +177,7 @@ def deploy(
 
         tag = next_tag(config.dagster_version, registry_tags, recorded_tags(state, name.name))
     else:
-        tag = reserve_tag(session, name.name, registry_tags)
+        tag, state = reserve_tag(session, name.name, registry_tags, start=state)
 
     record = DeploymentRecord(
         tag=tag,
@@ -215,15 +217,16 @@ def deploy(
         config.uc_deployment_semaphore_name,
         lease_seconds=config.deploy_lock_lease_seconds,
     )
-    with steps.step("Taking the deploy lock"):
-        lock.acquire(
-            force=options.reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")
-        )
     try:
+        with steps.step("Taking the deploy lock"):
+            lock.acquire(
+                force=options.reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")
+            )
         result = apply_change(
             session,
             change,
             steps=steps,
+            start=state,
             wait_for=lambda _after: [WaitTarget(name.name, plan.image)],
             wait=options.wait,
             timeout_s=options.timeout_s,

@@ -107,22 +107,57 @@ def resolve_names(values: dict[str, Any], requested: Iterable[str]) -> list[str]
     for text in requested:
         name = name_from_user_input(text)
         if name not in known:
-            shown = ", ".join(sorted(known)) or "none"
             raise UsageError(
-                f"There is no deployment named {text} on the cluster (deployed: {shown}); "
-                "see `dagster-uc deployment list`."
+                f"There is no deployment named {_named(text, name)} on the cluster "
+                f"(deployed: {_some(known)}); see `dagster-uc deployment list`."
             )
         names.append(name)
     return names
 
 
+def _named(text: str, name: str) -> str:
+    return name if text.strip() == name else f"{name} ({text.strip()})"
+
+
+def _some(names: Iterable[str], limit: int = 8) -> str:
+    """`a, b, c` (at most `limit` names, then how many more); `none` for no names."""
+    ordered = sorted(names)
+    if not ordered:
+        return "none"
+    shown = ", ".join(ordered[:limit])
+    return shown if len(ordered) <= limit else f"{shown} and {len(ordered) - limit} more"
+
+
 def _record(
-    action: str, tag: str, *, commit: str | None = None, branch: str | None = None
+    action: str,
+    tag: str,
+    *,
+    commit: str | None = None,
+    branch: str | None = None,
+    cicd: bool = False,
 ) -> DeploymentRecord:
     from dagster_uc.deploy import deployer_identity, now_iso
 
     return DeploymentRecord(
-        tag=tag, by=deployer_identity(), at=now_iso(), action=action, commit=commit, branch=branch
+        tag=tag,
+        by=deployer_identity(),
+        at=now_iso(),
+        action=action,
+        commit=commit,
+        branch=branch,
+        cicd=cicd,
+    )
+
+
+def _origin_of(state: StateSnapshot, name: str, tag: str) -> DeploymentRecord | None:
+    """The newest record that put `tag` of `name` on the cluster (its commit and branch)."""
+    return next(
+        (
+            r
+            for r in reversed(state.history_of(name).records)
+            if r.tag == tag and r.action != "delete" and (r.commit or r.branch)
+        ),
+        None,
     )
 
 
@@ -157,21 +192,32 @@ def _locked(
 
 
 def delete_deployments(
-    session: Session, names: list[str], *, steps: Steps, reset_lock: bool = False
+    session: Session,
+    names: list[str],
+    *,
+    steps: Steps,
+    reset_lock: bool = False,
+    missing_ok: bool = False,
 ) -> list[str]:
-    """Remove `names` in one rollout; they must all exist (checked again under the lock)."""
+    """Remove `names` in one rollout; they must all exist (checked again under the lock), or
+    with `missing_ok` those deleted meanwhile are skipped. Returns the names removed."""
     wanted = set(names)
+    removed: list[str] = []
 
-    def change(state: StateSnapshot) -> StateSnapshot:
+    def change(state: StateSnapshot) -> StateSnapshot | None:
         present = {e["name"] for e in entries(state.values)}
         missing = wanted - present
-        if missing:
+        if missing and not missing_ok:
             raise UsageError(
-                f"There is no deployment named {', '.join(sorted(missing))} on the cluster; "
-                "see `dagster-uc deployment list`."
+                f"There is no deployment named {_some(missing)} on the cluster any more "
+                "(deleted meanwhile); nothing changed."
             )
-        result = replace(state, values=remove_entries(state.values, wanted))
-        for name in sorted(wanted):
+        gone = wanted & present
+        removed[:] = sorted(gone)
+        if not gone:
+            return None
+        result = replace(state, values=remove_entries(state.values, gone))
+        for name in sorted(gone):
             entry = find_entry(state.values, name) or {}
             tag = entry_tag(entry) or ""
             result = result.with_history(
@@ -180,7 +226,7 @@ def delete_deployments(
         return result
 
     _locked(session, steps, change, reset_lock=reset_lock)
-    return sorted(wanted)
+    return removed
 
 
 def _require_image(session: Session, repository: str, tag: str) -> None:
@@ -214,7 +260,14 @@ def revive(
         )
     repository = image_repository(config.container_registry, config.image_prefix, internal)
     _require_image(session, repository, tag)
-    record = _record("revive", tag)
+    origin = _origin_of(state, internal, tag)
+    record = _record(
+        "revive",
+        tag,
+        commit=origin.commit if origin else None,
+        branch=origin.branch if origin else None,
+        cicd=origin.cicd if origin else False,
+    )
     entry = build_entry(config, name=internal, repository=repository, tag=tag, record=record)
 
     def change(current: StateSnapshot) -> StateSnapshot:
@@ -263,7 +316,15 @@ def rollback(
         raise UsageError(f"Deployment {internal} already runs tag {target}; nothing to roll back.")
     repository = str((entry.get("image") or {}).get("repository", ""))
     _require_image(session, repository, target)
-    record = _record("rollback", target)
+    origin = _origin_of(state, internal, target)
+    current_record = record_of(entry)
+    record = _record(
+        "rollback",
+        target,
+        commit=origin.commit if origin else None,
+        branch=origin.branch if origin else (current_record.branch if current_record else None),
+        cicd=current_record.cicd if current_record else False,
+    )
 
     def change(snapshot: StateSnapshot) -> StateSnapshot:
         existing = find_entry(snapshot.values, internal)
@@ -300,6 +361,15 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
+def _human(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
 @dataclass(frozen=True)
 class PruneCandidate:
     name: str
@@ -318,32 +388,46 @@ def plan_prune(
 ) -> list[PruneCandidate]:
     """Pure: which deployments prune removes, and why.
 
-    A branch is gone when the remote has no branch with the recorded name; deployments the
-    original tool made carry no record, so their name is compared with the names the remote's
-    branches would get. CI/CD (environment) deployments are kept unless `include_cicd`.
+    Only this project's deployments are considered (`<project>--...` with `project`, names
+    without a project part otherwise). A branch is gone when the remote has no branch with the
+    recorded name; deployments the original tool made carry no record, so their name is
+    compared with the names the remote's branches would get. CI/CD (environment) deployments
+    are named after an environment, not a branch: they go only by age, and only with
+    `include_cicd`. Deployments without a record have no known age.
     """
-    from dagster_uc.naming import PROJECT_SEPARATOR, sanitize
+    from dagster_uc.naming import PROJECT_SEPARATOR, compute_deployment_name, sanitize
 
+    prefix = None
+    if project is not None:
+        computed = compute_deployment_name(
+            branch="x", cicd=False, environment="x", project=project
+        )
+        prefix = (computed.project or sanitize(project)) + PROJECT_SEPARATOR
     live_parts = {sanitize(b) for b in remote_branches or set()}
+    environment_parts = {sanitize(e) for e in environments}
     result = []
     for entry in entries(values):
         name = entry["name"]
         record = record_of(entry)
-        branch_part = name.split(PROJECT_SEPARATOR, 1)[1] if PROJECT_SEPARATOR in name else name
-        if (
-            project is not None
-            and PROJECT_SEPARATOR in name
-            and not name.startswith(project + PROJECT_SEPARATOR)
-        ):
-            continue
-        is_cicd = record.cicd if record else branch_part in environments
+        # Only this project's deployments: `<project>--<branch>`, or plain names without one.
+        if prefix is not None:
+            if not name.startswith(prefix):
+                continue
+            branch_part = name[len(prefix) :]
+        else:
+            if PROJECT_SEPARATOR in name:
+                continue
+            branch_part = name
+        is_cicd = record.cicd if record else branch_part in environment_parts
         if is_cicd and not include_cicd:
             continue
         if older_than is not None and record and record.at:
             at = dt.datetime.fromisoformat(record.at.replace("Z", "+00:00"))
             if now - at > older_than:
                 result.append(
-                    PruneCandidate(name, f"deployed {record.at}, older than {older_than}")
+                    PruneCandidate(
+                        name, f"deployed {record.at}, more than {_human(older_than)} ago"
+                    )
                 )
                 continue
         if remote_branches is None or is_cicd:
@@ -367,8 +451,10 @@ def prune(
 ) -> list[PruneCandidate]:
     if dry_run or not candidates:
         return candidates
-    delete_deployments(session, [c.name for c in candidates], steps=steps)
-    return candidates
+    removed = set(
+        delete_deployments(session, [c.name for c in candidates], steps=steps, missing_ok=True)
+    )
+    return [c for c in candidates if c.name in removed]
 
 
 # --- check ---------------------------------------------------------------------------------

@@ -212,11 +212,48 @@ class DeployLock:
             delay = min(delay * 1.6, 2.0)
 
     def release(self) -> None:
-        """Give the lock back if we still hold it (compare-and-swap; never frees someone else's)."""
+        """Give the lock back if we still hold it (compare-and-swap; never frees someone else's).
+
+        Best effort: when the API server cannot be reached the Lease simply expires, so a
+        failure here is a warning and never hides the outcome of the deploy itself.
+        """
+        from dagster_uc import output
+        from dagster_uc.errors import DagsterUcError
+
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
-        release_lease(self.client, self.namespace, self.name, only_holder=self.identity)
+            self._renewer = None
+        try:
+            if not self._release_cached():
+                release_lease(self.client, self.namespace, self.name, only_holder=self.identity)
+        except DagsterUcError as exc:
+            output.warning(
+                f"Could not release the deploy lock {self.name} ({exc}); "
+                f"it expires by itself within {self.lease_seconds} s."
+            )
+        self._lease = None
+
+    def _release_cached(self) -> bool:
+        """Clear the holder with the Lease we last wrote (one request); False when that copy is
+        stale (409) or missing, so the caller re-reads."""
+        from lightkube import ApiError
+
+        lease = self._lease
+        if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
+            return False
+        lease.spec.holderIdentity = None
+        lease.spec.renewTime = None
+        lease.spec.acquireTime = None
+        try:
+            with api_errors(f"release the deploy lock {self.name}"):
+                self.client.replace(lease)
+        except OperationError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ApiError) and api_error_code(cause) in (404, 409):
+                return False
+            raise
+        return True
 
     def _start_renewing(self) -> None:
         self._stop.clear()
@@ -224,10 +261,14 @@ class DeployLock:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
+        """Renew with the Lease we last wrote (one request); re-read only after a conflict or
+        an error, and stop (setting `lost`) once someone else holds it."""
         interval = max(0.5, self.lease_seconds / 3)
+        lease = self._lease
         while not self._stop.wait(interval):
             try:
-                lease = self._read()
+                if lease is None:
+                    lease = self._read()
                 if (
                     lease is None
                     or lease.spec is None
@@ -236,9 +277,9 @@ class DeployLock:
                     self.lost.set()
                     return
                 lease.spec.renewTime = _now()
-                self._lease = self.client.replace(lease)
+                lease = self._lease = self.client.replace(lease)
             except Exception:
-                continue
+                lease = None
 
     def _read(self) -> Any:
         return read_lease(self.client, self.namespace, self.name)

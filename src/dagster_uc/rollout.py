@@ -61,10 +61,12 @@ def apply_change(
     wait: bool = True,
     timeout_s: float = 300,
     force_restart: bool = False,
+    start: StateSnapshot | None = None,
 ) -> ChangeResult:
     """Write `change` to the state and roll it out; restore everything if the rollout fails.
 
-    Ctrl-C is held back while a ConfigMap write is in flight (so no write is cut in half)
+    `start`: a recent snapshot of the state to try the first compare-and-swap on (saves a
+    read). Ctrl-C is held back while a ConfigMap write is in flight (so no write is cut in half)
     and handled like a failure afterwards: the state, workspace and release are restored.
     """
     from dagster_uc.helm import chart_source
@@ -82,7 +84,7 @@ def apply_change(
     helm_ran = False
     try:
         with interrupts_deferred(), steps.step("Updating the list of code locations"):
-            before, after = session.state.update(change)
+            before, after = session.state.update(change, start=start)
             session.state.write_workspace(workspace_yaml(after.values))
         with steps.step(f"Rolling out Helm release {release}"):
             helm_ran = True

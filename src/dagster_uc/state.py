@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc.errors import OperationError
-from dagster_uc.kube import api_error_code, api_errors
+from dagster_uc.kube import api_error_code, api_errors, describe_api_error
 from dagster_uc.values import (
     DeploymentHistory,
     history_from_document,
@@ -39,6 +39,9 @@ class StateSnapshot:
     values: dict[str, Any]
     history: dict[str, DeploymentHistory] = field(default_factory=dict)
     resource_version: str | None = None
+    #: The ConfigMap object this was read from (or written as): lets the next
+    #: compare-and-swap start from it without reading again (None: read first).
+    source: Any = field(default=None, compare=False, repr=False)
 
     def history_of(self, name: str) -> DeploymentHistory:
         return self.history.get(name, DeploymentHistory())
@@ -87,17 +90,24 @@ class ClusterState:
         return self._snapshot(configmap)
 
     def update(
-        self, change: Callable[[StateSnapshot], StateSnapshot | None]
+        self,
+        change: Callable[[StateSnapshot], StateSnapshot | None],
+        *,
+        start: StateSnapshot | None = None,
     ) -> tuple[StateSnapshot, StateSnapshot]:
         """Apply `change` to the current state with compare-and-swap; returns (before, after).
 
         `change` may be called several times (once per conflict) and must be pure. Returning
-        None means "nothing to write".
+        None means "nothing to write". `start`, a snapshot read or written a moment ago, saves
+        the first read: if it is stale the write conflicts and the loop reads afresh.
         """
         from lightkube import ApiError
 
         for attempt in range(MAX_ATTEMPTS):
-            configmap = self._get(self.values_name, f"read ConfigMap {self.values_name}")
+            if attempt == 0 and start is not None and start.source is not None:
+                configmap = start.source
+            else:
+                configmap = self._get(self.values_name, f"read ConfigMap {self.values_name}")
             before = (
                 self._snapshot(configmap)
                 if configmap is not None
@@ -109,13 +119,19 @@ class ClusterState:
             try:
                 written = self._write_values(configmap, after)
             except ApiError as exc:
-                if api_error_code(exc) == 409:
+                if api_error_code(exc) in (404, 409):
                     _backoff(attempt)
                     continue
                 raise OperationError(
                     f"Could not write ConfigMap {self.values_name}: {exc.status.message}."
                 ) from exc
-            return before, replace(after, resource_version=written)
+            except httpx_errors() as exc:
+                raise OperationError(
+                    f"Could not write ConfigMap {self.values_name}: {describe_api_error(exc)}."
+                ) from exc
+            return before, replace(
+                after, resource_version=_resource_version(written), source=written
+            )
         raise OperationError(
             f"ConfigMap {self.values_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
         )
@@ -149,11 +165,15 @@ class ClusterState:
                 self.client.replace(configmap)
                 return True
             except ApiError as exc:
-                if api_error_code(exc) == 409:
+                if api_error_code(exc) in (404, 409):
                     _backoff(attempt)
                     continue
                 raise OperationError(
                     f"Could not write ConfigMap {self.workspace_name}: {exc.status.message}."
+                ) from exc
+            except httpx_errors() as exc:
+                raise OperationError(
+                    f"Could not write ConfigMap {self.workspace_name}: {describe_api_error(exc)}."
                 ) from exc
         raise OperationError(
             f"ConfigMap {self.workspace_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
@@ -179,9 +199,13 @@ class ClusterState:
             values=values,
             history=history_from_document(history_doc if isinstance(history_doc, dict) else {}),
             resource_version=configmap.metadata.resourceVersion,
+            source=configmap,
         )
 
-    def _write_values(self, configmap: Any, state: StateSnapshot) -> str:
+    def _write_values(self, configmap: Any, state: StateSnapshot) -> Any:
+        """Create or replace (compare-and-swap) the values ConfigMap; returns what was written."""
+        import copy
+
         from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.core_v1 import ConfigMap
 
@@ -190,7 +214,7 @@ class ClusterState:
             HISTORY_KEY: dump_yaml(history_to_document(state.history)),
         }
         if configmap is None:
-            created = self.client.create(
+            return self.client.create(
                 ConfigMap(
                     metadata=ObjectMeta(
                         name=self.values_name,
@@ -200,9 +224,9 @@ class ClusterState:
                     data=data,
                 )
             )
-            return _resource_version(created)
-        configmap.data = {**(configmap.data or {}), **data}
-        return _resource_version(self.client.replace(configmap))
+        updated = copy.copy(configmap)
+        updated.data = {**(configmap.data or {}), **data}
+        return self.client.replace(updated)
 
     def _get(self, name: str, action: str) -> Any:
         from lightkube import ApiError
@@ -215,6 +239,13 @@ class ClusterState:
                 if api_error_code(exc) == 404:
                     return None
                 raise
+
+
+def httpx_errors() -> type[Exception]:
+    """The transport failures of the Kubernetes client (imported lazily)."""
+    import httpx2
+
+    return httpx2.HTTPError
 
 
 def _resource_version(obj: Any) -> str:

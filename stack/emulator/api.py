@@ -506,7 +506,8 @@ class Api:
                                 f"Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
                             )
                         )
-                    size += len(k) + len(str(v))
+                    encoded = section == "binaryData" or res.plural == "secrets"
+                    size += len(k) + (len(str(v)) * 3 // 4 if encoded else len(str(v).encode()))
             if size > MAX_CONFIG_BYTES:
                 causes.append(("[]", f"Too long: must have at most {MAX_CONFIG_BYTES} bytes"))
             if (old or {}).get("immutable") and any(

@@ -424,6 +424,14 @@ class Controllers:
                 "Deployment does not have minimum availability.",
             )
         complete = new_available >= desired and updated == desired and replicas == updated
+        prev = old_conds.get("Progressing") or {}
+        same_rs = f'"{rs_name}"' in prev.get("message", "")
+        timed_out = (
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            f'ReplicaSet "{rs_name}" has timed out progressing.',
+        )
         if complete:
             prog = cond(
                 "Progressing",
@@ -431,6 +439,8 @@ class Controllers:
                 "NewReplicaSetAvailable",
                 f'ReplicaSet "{rs_name}" has successfully progressed.',
             )
+        elif same_rs and prev.get("reason") == "ProgressDeadlineExceeded":
+            prog = cond(*timed_out)
         else:
             prog = cond(
                 "Progressing",
@@ -438,20 +448,13 @@ class Controllers:
                 "ReplicaSetUpdated",
                 f'ReplicaSet "{rs_name}" is progressing.',
             )
-            prev = old_conds.get("Progressing")
             deadline = int(spec.get("progressDeadlineSeconds", 600))
-            started = (
-                prev.get("lastUpdateTime")
-                if prev and prev.get("reason") in ("ReplicaSetUpdated", "ProgressDeadlineExceeded")
-                else None
-            )
-            if started and _age(started) > deadline:
-                prog = cond(
-                    "Progressing",
-                    "False",
-                    "ProgressDeadlineExceeded",
-                    f'ReplicaSet "{rs_name}" has timed out progressing.',
-                )
+            if (
+                same_rs
+                and prev.get("reason") == "ReplicaSetUpdated"
+                and _age(prev["lastUpdateTime"]) > deadline
+            ):
+                prog = cond(*timed_out)
         status: dict[str, Any] = {
             "observedGeneration": d["metadata"].get("generation", 1),
             "replicas": replicas,

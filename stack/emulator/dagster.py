@@ -209,6 +209,7 @@ def seed_dagster(
     webserver and daemon Deployments (their pods come from the controllers) and the
     workspace ConfigMap."""
     emu.dagster_version = dagster_version
+    emu.dagster_versions[namespace] = dagster_version
     if emu.get("v1", "namespaces", "", namespace) is None:
         emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     image = f"docker.io/dagster/dagster-celery-k8s:{dagster_version}"

@@ -49,7 +49,8 @@ class Emulator:
         self.port = port
         self.kube_version = kube_version
         self.ready_delay = ready_delay
-        self.dagster_version = DEFAULT_VERSION
+        self.dagster_version = DEFAULT_VERSION  # what `dagster --version` prints by default
+        self.dagster_versions: dict[str, str] = {}  # per namespace, set by seed_dagster
         self.store = Store()
         self.api = Api(self.store)
         self.logs = PodLogs()

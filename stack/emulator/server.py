@@ -767,7 +767,8 @@ class Server:
         if self.emu.exec_handler is not None:
             result = self.emu.exec_handler(argv, pod, container)
         if result is None:
-            result = dagster.run_command(argv, pod, container, self.emu.dagster_version)
+            version = self.emu.dagster_versions.get(ns, self.emu.dagster_version)
+            result = dagster.run_command(argv, pod, container, version)
         if result.stdout and q.get("stdout", "true") == "true":
             await ws.send_bytes(b"\x01" + result.stdout.encode())
         if result.stderr and q.get("stderr", "true") == "true":

@@ -129,18 +129,23 @@ def write_original_state(stack: Stack, entries: list[dict[str, Any]]) -> None:
 
 
 def create_lease(stack: Stack, holder: str, *, seconds: int = 300) -> None:
+    """Someone else holds the deploy lock (created, or taken over when it exists)."""
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    spec = {
+        "holderIdentity": holder,
+        "acquireTime": now,
+        "renewTime": now,
+        "leaseDurationSeconds": seconds,
+    }
+    if stack.emulator.get("coordination.k8s.io/v1", "leases", stack.namespace, LEASE):
+        stack.emulator.patch("coordination.k8s.io/v1", "leases", stack.namespace, LEASE, {"spec": spec})
+        return
     stack.emulator.create(
         {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": LEASE, "namespace": stack.namespace},
-            "spec": {
-                "holderIdentity": holder,
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseDurationSeconds": seconds,
-            },
+            "spec": spec,
         }
     )
 

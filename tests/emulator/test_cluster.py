@@ -375,3 +375,19 @@ def test_lightkube_client(emu: Emulator, kubeconfig: Path) -> None:
     for op, obj in client.watch(ConfigMap):
         if (op, obj.metadata.name) == ("ADDED", "applied"):  # type: ignore[union-attr]
             break
+
+
+def test_progress_deadline_exceeded_for_held_pods(emu: Emulator, http: httpx.Client) -> None:
+    emu.hold_unready(NS, "app=stuck")
+    d = deployment("stuck")
+    d["spec"]["progressDeadlineSeconds"] = 1
+
+    def exceeded() -> bool:
+        got = emu.get("apps/v1", "deployments", NS, "stuck") or {}
+        conds = {c["type"]: c for c in got.get("status", {}).get("conditions", [])}
+        return conds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded"
+
+    http.post(DEPLOYS, json=d)
+    wait_until(exceeded, "the progress deadline to pass")
+    cond = next(c for c in emu.get("apps/v1", "deployments", NS, "stuck")["status"]["conditions"] if c["type"] == "Progressing")  # type: ignore[index]
+    assert cond["status"] == "False"

@@ -408,3 +408,21 @@ def test_status_subresource_is_separate(http: httpx.Client) -> None:
     del d["metadata"]["resourceVersion"]
     updated = http.put(f"{DEPLOYS}/statusy", json=d).json()
     assert updated["status"].get("replicas") != 99
+
+
+def test_validation_limits_like_the_real_server(http: httpx.Client) -> None:
+    r = http.post(CMS, json=cm("big", {"blob": "x" * (1024 * 1024 + 1)}))
+    assert r.status_code == 422 and "Too long" in r.json()["message"]
+    r = http.post(CMS, json=cm("badkey", {"no/slash": "1"}))
+    assert r.status_code == 422
+    bad = deployment("mismatch")
+    bad["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    assert http.post(DEPLOYS, json=bad).status_code == 422
+    http.post(DEPLOYS, json=deployment("fixed"))
+    moved = deployment("fixed", labels={"app": "fixed", "extra": "1"})
+    r = http.put(f"{DEPLOYS}/fixed", json=moved)
+    assert r.status_code == 422 and "field is immutable" in r.json()["message"]
+    frozen = {**cm("frozen", {"a": "1"}), "immutable": True}
+    http.post(CMS, json=frozen)
+    r = http.put(f"{CMS}/frozen", json={**frozen, "data": {"a": "2"}})
+    assert r.status_code == 422

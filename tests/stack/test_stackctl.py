@@ -27,11 +27,11 @@ def stackctl(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def read_env(path: Path) -> dict[str, str]:
+def read_env(path: Path, home: Path) -> dict[str, str]:
+    """The environment after sourcing ``path`` (HOME private, so kubectl caches stay in tmp)."""
     script = f'set -e; . "{path}"; env -0'
-    out = subprocess.run(
-        ["bash", "-c", script], capture_output=True, check=True, env={"PATH": "/usr/bin:/bin"}
-    ).stdout
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True, env=base).stdout
     pairs = (item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
     return dict(pairs)
 
@@ -50,7 +50,7 @@ def test_up_down(tools: Tools, tmp_path: Path) -> None:
     pids = list(json.loads((state_dir / "state.json").read_text())["pids"].values())
     try:
         assert len(pids) == 2 and all(alive(pid) for pid in pids)
-        env = read_env(state_dir / "env")
+        env = read_env(state_dir / "env", tmp_path)
         for key in (
             "KUBECONFIG", "DAGSTER_UC_CONTEXT", "DAGSTER_UC_NAMESPACE", "DAGSTER_UC_REGISTRY",
             "DAGSTER_UC_DAGSTER_VERSION", "DAGSTER_UC_CHART", "DAGSTER_UC_BASE_IMAGE",
