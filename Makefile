@@ -20,6 +20,7 @@ system-deps:
 
 tools: install
 	$(BIN)/python -m stack.tools
+	$(BIN)/python -m stack.podman
 
 lint: install
 	$(BIN)/ruff check .

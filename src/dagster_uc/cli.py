@@ -500,26 +500,56 @@ def deployment_revive(
 def deployment_check(
     name: NameOption = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", "-t", help="Seconds to follow the log.")
+        float, typer.Option("--timeout", "-t", help="Seconds to follow the log.", min=0)
     ] = 60,
+    output_format: OutputOption = OutputFormat.text,
 ) -> None:
-    """Show pod status and events, and follow the log until the code server has started."""
+    """Show pod status and events, and follow the log until the code server has started.
+
+    Exit code 0 when the code server reported that it started, 1 when the timeout passed."""
 
     def body() -> None:
         from dagster_uc.context import resolve_deployment_name
+        from dagster_uc.errors import OperationError
         from dagster_uc.lifecycle import check
 
         loaded = load()
         target = name or resolve_deployment_name(loaded.config, Path.cwd()).name
-        result = check(_session(loaded), target, timeout_s=timeout)
-        output.result(result.report)
-        if not result.started:
-            from dagster_uc.errors import OperationError
+        as_json = output_format is OutputFormat.json
+        log: list[str] = []
+        header = [False]
 
+        def line(text: str) -> None:
+            log.append(text)
+            if as_json:
+                return
+            if not header[0]:
+                header[0] = True
+                output.result("Log:")
+            output.result(f"  | {text}")
+
+        result = check(
+            _session(loaded),
+            target,
+            timeout_s=timeout,
+            on_status=(lambda _t: None) if as_json else output.result,
+            on_line=line,
+        )
+        if as_json:
+            output.print_json(result.to_json(log))
+        elif result.pod is None:
+            output.result(f"No pod of {result.name} appeared within {timeout:g} s.")
+        if not result.started:
+            if not as_json:
+                from dagster_uc.pods import format_diagnosis
+
+                output.result("Status now:")
+                output.result(format_diagnosis(result.diagnosis))
             raise OperationError(
-                f"The code server of {result.name} did not report that it started within {timeout:g} s."
+                f"The code server of {result.name} did not report that it started within "
+                f"{timeout:g} s; see its log and events above."
             )
-        output.success(f"The code server of {result.name} is up.")
+        output.success(f"The code server of {result.name} has started.")
 
     run(body)
 

@@ -24,6 +24,7 @@ from dagster_uc.values import (
 )
 
 if TYPE_CHECKING:
+    from dagster_uc.pods import Diagnosis
     from dagster_uc.progress import Steps
     from dagster_uc.rollout import ChangeResult, WaitTarget
     from dagster_uc.session import Session
@@ -464,23 +465,87 @@ def prune(
 class CheckResult:
     name: str
     started: bool
-    report: str
+    pod: str | None
+    diagnosis: Diagnosis
+
+    def to_json(self, log: list[str]) -> dict[str, Any]:
+        d = self.diagnosis
+        return {
+            "name": self.name,
+            "started": self.started,
+            "deployment": d.deployment,
+            "image": d.image,
+            "ready": d.ready,
+            "desired": d.desired,
+            "pods": [
+                {
+                    "name": p.name,
+                    "phase": p.phase,
+                    "ready": p.ready,
+                    "restarts": p.restarts,
+                    "reason": p.reason,
+                    "message": p.message,
+                    "image": p.image,
+                    "node": p.node,
+                }
+                for p in d.pods
+            ],
+            "events": [
+                {
+                    "type": e.type,
+                    "reason": e.reason,
+                    "object": f"{e.object_kind.lower()}/{e.object_name}"
+                    if e.object_kind
+                    else e.object_name,
+                    "message": e.message,
+                    "count": e.count,
+                    "last_seen": e.last_seen.isoformat() if e.last_seen else None,
+                }
+                for e in d.events
+            ],
+            "followed_pod": self.pod,
+            "log": log,
+        }
 
 
-def check(session: Session, name: str, *, timeout_s: float) -> CheckResult:
-    """Pod status and events, then the code server's log followed until it says it started."""
-    from dagster_uc.pods import diagnose, follow_logs_until, format_diagnosis, pods_for_deployment
+def check(
+    session: Session,
+    name: str,
+    *,
+    timeout_s: float,
+    on_status: Callable[[str], None] = lambda _text: None,
+    on_line: Callable[[str], None] = lambda _line: None,
+) -> CheckResult:
+    """Pod status and recent events (`on_status`), then the newest pod's log (`on_line`, from its
+    start) followed until the code server says it started or `timeout_s` passes; a location
+    whose pod does not exist yet is waited for within the same timeout."""
+    import time
+    from dataclasses import replace as replaced
+
+    from dagster_uc.pods import diagnose, follow_logs_until, format_diagnosis
 
     state = session.state.read()
     internal = resolve_names(state.values, [name])[0]
-    config = session.config
-    pods = pods_for_deployment(session.client, config.namespace, internal)
-    if not pods:
-        report = format_diagnosis(diagnose(session.client, config.namespace, internal))
-        return CheckResult(internal, False, f"No pod of {internal} exists yet.\n{report}")
-    newest = sorted(pods, key=lambda p: str(p.started_at or ""))[-1]
-    started = follow_logs_until(
-        session.client, config.namespace, newest.name, STARTED_LINE, timeout_s
-    )
-    report = format_diagnosis(diagnose(session.client, config.namespace, internal))
-    return CheckResult(internal, started, report)
+    namespace = session.config.namespace
+    deadline = time.monotonic() + timeout_s
+    diagnosis = diagnose(session.client, namespace, internal, tail_lines=0)
+    on_status(format_diagnosis(replaced(diagnosis, logs={})))
+    pod = _newest_pod(diagnosis)
+    while pod is None and time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        diagnosis = diagnose(session.client, namespace, internal, tail_lines=0)
+        pod = _newest_pod(diagnosis)
+    started = False
+    if pod is not None:
+        remaining = max(0.0, deadline - time.monotonic())
+        started = follow_logs_until(
+            session.client, namespace, pod, STARTED_LINE, remaining, on_line=on_line
+        )
+    diagnosis = replaced(diagnose(session.client, namespace, internal, tail_lines=0), logs={})
+    return CheckResult(internal, started, pod, diagnosis)
+
+
+def _newest_pod(diagnosis: Diagnosis) -> str | None:
+    """The pod to follow: the newest one that is not going away."""
+    live = [p for p in diagnosis.pods if not p.terminating]
+    return live[-1].name if live else None

@@ -388,7 +388,7 @@ def test_check_reports_a_started_code_server(stack: Stack) -> None:
     assert "Started Dagster code server" in result.stdout
     assert f"Location {NAME}" in result.stdout
     assert "Recent events" in result.stdout
-    assert "is up" in result.output
+    assert "has started" in result.output
     by_ui = stack.ok("deployment", "check", "-n", UI, "-t", "20")
     assert "Started Dagster code server" in by_ui.stdout
 
