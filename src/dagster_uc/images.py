@@ -18,12 +18,17 @@ class RepositoryPrune:
     plan: PrunePlan
     deleted: list[str] = field(default_factory=list)
 
+    @property
+    def tag_count(self) -> int:
+        return sum(len(d.tags) for d in self.plan.deletions)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "repository": self.repository,
             "delete": [{"digest": d.digest, "tags": list(d.tags)} for d in self.plan.deletions],
             "kept": list(self.plan.kept),
             "skipped": [{"tag": s.tag, "reason": s.reason} for s in self.plan.skipped],
+            "untouched": list(self.plan.untouched),
             "deleted_manifests": list(self.deleted),
         }
 
@@ -44,6 +49,19 @@ def protected_tags(values: dict[str, Any], history: dict[str, Any]) -> dict[str,
 
 
 def prune_images(session: Session, *, keep: int, dry_run: bool) -> list[RepositoryPrune]:
+    """Plan (and unless `dry_run` carry out) the prune of every deployment image repository.
+
+    Repositories are those under `<registry>/<image_prefix>/` (with an empty prefix only the
+    images of deployments the cluster state knows). The newest `keep` version tags stay, and
+    so do tags deployed now or in a deployment's recorded history window (deleted deployments
+    included, so `revive` keeps working), and any digest one of those tags points to.
+    """
+    from dagster_uc.errors import UsageError
+
+    if keep < 1:
+        raise UsageError(
+            "--keep must be at least 1 (the newest image may belong to a deploy in progress)."
+        )
     from dagster_uc.naming import image_repository
     from dagster_uc.versioning import plan_image_prune
 
@@ -69,16 +87,15 @@ def prune_images(session: Session, *, keep: int, dry_run: bool) -> list[Reposito
         )
     results = []
     for repository in repositories:
-        tags = session.registry.list_tags(repository)
-        if not tags:
+        digests = session.registry.tag_digests(repository)
+        if not digests:
             continue
-        digests = {tag: session.registry.manifest_digest(repository, tag) for tag in tags}
         full = f"{host.split('/', 1)[0]}/{repository}"
         plan = plan_image_prune(digests, keep, protected.get(full, set()))
         result = RepositoryPrune(full, plan)
         if not dry_run:
             for deletion in plan.deletions:
-                session.registry.delete_manifest(repository, deletion.digest)
-                result.deleted.append(deletion.digest)
+                if session.registry.delete_manifest(repository, deletion.digest):
+                    result.deleted.append(deletion.digest)
         results.append(result)
     return results
