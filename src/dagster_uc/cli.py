@@ -414,13 +414,17 @@ def deployment_delete(
         typer.Option(
             "--name",
             "-n",
+            metavar="NAME",
             help="Deployment to delete (the UI name with ':' works too); repeat for several.",
         ),
     ] = None,
     branch: Annotated[
         list[str] | None,
         typer.Option(
-            "--branch", "-b", help="Delete the deployment of this branch; repeat for several."
+            "--branch",
+            "-b",
+            metavar="BRANCH",
+            help="Delete the deployment of this branch; repeat for several.",
         ),
     ] = None,
     delete_all: Annotated[
@@ -465,9 +469,9 @@ def deployment_delete(
         elif name:
             names = resolve_names(values, name)
         else:
+            branches: list[str | None] = list(branch) if branch else [None]
             computed = [
-                resolve_deployment_name(loaded.config, Path.cwd(), branch=b).name
-                for b in (branch or [None])
+                resolve_deployment_name(loaded.config, Path.cwd(), branch=b).name for b in branches
             ]
             names = resolve_names(values, computed)
         deleted = delete_deployments(
@@ -500,7 +504,7 @@ def deployment_revive(
 def deployment_check(
     name: NameOption = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", "-t", help="Seconds to follow the log.", min=0)
+        float, typer.Option("--timeout", "-t", help="Seconds to follow the log.")
     ] = 60,
     output_format: OutputOption = OutputFormat.text,
 ) -> None:
@@ -634,31 +638,46 @@ def deployment_prune(
 @image_app.command("prune")
 def image_prune(
     keep: Annotated[
-        int, typer.Option("--keep", help="Version tags to keep per repository.", min=0)
+        int, typer.Option("--keep", help="Newest version tags to keep per repository (>= 1).")
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would be deleted.")
     ] = False,
     output_format: OutputOption = OutputFormat.text,
 ) -> None:
-    """Delete all but the newest --keep version tags of each deployment image (never deployed ones)."""
+    """Delete all but the newest --keep version tags of each deployment image repository.
+
+    Never a tag that is deployed or in a deployment's recorded history, nor an image a kept
+    tag also points to."""
 
     def body() -> None:
         from dagster_uc.images import prune_images
 
         results = prune_images(_session(load()), keep=keep, dry_run=dry_run)
+        manifests = sum(len(r.plan.deletions) for r in results)
+        tags = sum(r.tag_count for r in results)
         if output_format is OutputFormat.json:
-            output.print_json({"dry_run": dry_run, "repositories": [r.to_json() for r in results]})
+            output.print_json(
+                {
+                    "dry_run": dry_run,
+                    "keep": keep,
+                    "manifests": manifests,
+                    "tags": tags,
+                    "repositories": [r.to_json() for r in results],
+                }
+            )
             return
         verb = "would delete" if dry_run else "deleted"
-        total = 0
         for r in results:
             for d in r.plan.deletions:
-                total += 1
                 output.result(f"{verb} {r.repository}@{d.digest} (tags {', '.join(d.tags)})")
             for s in r.plan.skipped:
                 output.result(f"kept {r.repository}:{s.tag}: {s.reason}")
-        output.result(f"{total} image manifest(s) {verb} in {len(results)} repositories.")
+        done = "would be deleted" if dry_run else "deleted"
+        output.result(
+            f"{manifests} image manifest(s) with {tags} tag(s) {done} in "
+            f"{len(results)} repositories."
+        )
 
     run(body)
 

@@ -20,7 +20,10 @@ from dagster_uc.errors import UsageError
 from dagster_uc.values import DeploymentRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dagster_uc.config import Config
+    from dagster_uc.lock import DeployLock
     from dagster_uc.naming import DeploymentName
     from dagster_uc.progress import Steps
     from dagster_uc.session import Session
@@ -146,7 +149,7 @@ def deploy(
 ) -> DeployResult:
     from dagster_uc.context import image_repository_for, resolve_deployment_name
     from dagster_uc.lock import DeployLock
-    from dagster_uc.rollout import WaitTarget, apply_change
+    from dagster_uc.rollout import terminate_as_interrupt
     from dagster_uc.session import Session
     from dagster_uc.values import build_entry, find_entry, upsert_entry
 
@@ -217,6 +220,24 @@ def deploy(
         config.uc_deployment_semaphore_name,
         lease_seconds=config.deploy_lock_lease_seconds,
     )
+    with terminate_as_interrupt():
+        return _locked_rollout(session, plan, change, lock, options, steps, state)
+
+
+def _locked_rollout(
+    session: Session,
+    plan: DeployPlan,
+    change: Callable[[StateSnapshot], StateSnapshot],
+    lock: DeployLock,
+    options: DeployOptions,
+    steps: Steps,
+    state: StateSnapshot,
+) -> DeployResult:
+    """Under the deploy lock: write the state, roll it out, release the lock whatever happens."""
+    from dagster_uc.rollout import WaitTarget, apply_change
+
+    config = session.config
+    name = plan.name
     try:
         with steps.step("Taking the deploy lock"):
             lock.acquire(

@@ -57,13 +57,13 @@ def prune_images(session: Session, *, keep: int, dry_run: bool) -> list[Reposito
     included, so `revive` keeps working), and any digest one of those tags points to.
     """
     from dagster_uc.errors import UsageError
+    from dagster_uc.naming import image_repository
+    from dagster_uc.versioning import plan_image_prune
 
     if keep < 1:
         raise UsageError(
             "--keep must be at least 1 (the newest image may belong to a deploy in progress)."
         )
-    from dagster_uc.naming import image_repository
-    from dagster_uc.versioning import plan_image_prune
 
     config = session.config
     state = session.state.read()

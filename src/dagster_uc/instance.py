@@ -63,7 +63,7 @@ def restart_deployments(client: Client, namespace: str, names: list[str]) -> lis
     from lightkube.resources.apps_v1 import Deployment
     from lightkube.types import PatchType
 
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
     missing = []
     for name in names:

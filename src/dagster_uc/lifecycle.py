@@ -43,6 +43,7 @@ class DeploymentRow:
     deployed_by: str | None
     commit: str | None
     branch: str | None
+    action: str | None
     ready: int
     pods: int
 
@@ -56,6 +57,7 @@ class DeploymentRow:
             "deployed_by": self.deployed_by,
             "commit": self.commit,
             "branch": self.branch,
+            "action": self.action,
             "ready": self.ready,
             "pods": self.pods,
         }
@@ -82,6 +84,7 @@ def rows_from_state(
                 deployed_by=record.by if record else None,
                 commit=record.commit if record else None,
                 branch=record.branch if record else None,
+                action=record.action if record else None,
                 ready=ready,
                 pods=total,
             )
@@ -400,9 +403,7 @@ def plan_prune(
 
     prefix = None
     if project is not None:
-        computed = compute_deployment_name(
-            branch="x", cicd=False, environment="x", project=project
-        )
+        computed = compute_deployment_name(branch="x", cicd=False, environment="x", project=project)
         prefix = (computed.project or sanitize(project)) + PROJECT_SEPARATOR
     live_parts = {sanitize(b) for b in remote_branches or set()}
     environment_parts = {sanitize(e) for e in environments}

@@ -121,7 +121,7 @@ def apply_change(
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then raise KeyboardInterrupt.
 
     Only the main thread can set signal handlers; elsewhere this does nothing.
     """
@@ -136,13 +136,35 @@ def interrupts_deferred() -> Iterator[None]:
     def hold(signum: int, _frame: object) -> None:
         received.append(signum)
 
-    previous = signal.signal(signal.SIGINT, hold)
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if received:
         raise KeyboardInterrupt
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a CI job cancelled, `kill`) is handled like Ctrl-C, so the
+    change is rolled back and the lock released instead of the process just vanishing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_all(session: Session, targets: list[WaitTarget], timeout_s: float) -> None:
@@ -237,14 +259,22 @@ def _restore(
         try:
             _, restored = session.state.update(lambda current: reverted(current, before, after))
             session.state.write_workspace(workspace_yaml(restored.values))
-            if revision == _UNTOUCHED:
-                pass
-            elif revision is not None:
-                session.helm.rollback(release, revision)
-            else:
-                session.helm.uninstall(release)
+            if revision != _UNTOUCHED and _release_moved(session, revision):
+                if revision is not None:
+                    session.helm.rollback(release, revision)
+                else:
+                    session.helm.uninstall(release)
         except DagsterUcError as exc:
             output.error(
                 f"The rollback did not complete ({exc}); the next deploy or delete will "
                 f"reconcile the release with the state. Values before the change:\n{dump_yaml(before.values)}"
             )
+
+
+def _release_moved(session: Session, revision: int | None) -> bool:
+    """Did Helm record anything after `revision` (None: is there a release at all)? A Helm run
+    that failed before changing anything (a chart that cannot be fetched) needs no rollback."""
+    revisions = session.helm.history(session.config.helm_release_name)
+    if revision is None:
+        return bool(revisions)
+    return not (revisions and revisions[-1].revision == revision)

@@ -123,11 +123,13 @@ class ClusterState:
                     _backoff(attempt)
                     continue
                 raise OperationError(
-                    f"Could not write ConfigMap {self.values_name}: {exc.status.message}."
+                    f"Could not write ConfigMap {self.values_name} "
+                    f"({describe_api_error(exc)}); try again."
                 ) from exc
             except httpx_errors() as exc:
                 raise OperationError(
-                    f"Could not write ConfigMap {self.values_name}: {describe_api_error(exc)}."
+                    f"Could not write ConfigMap {self.values_name} "
+                    f"({describe_api_error(exc)}); try again."
                 ) from exc
             return before, replace(
                 after, resource_version=_resource_version(written), source=written
@@ -169,11 +171,13 @@ class ClusterState:
                     _backoff(attempt)
                     continue
                 raise OperationError(
-                    f"Could not write ConfigMap {self.workspace_name}: {exc.status.message}."
+                    f"Could not write ConfigMap {self.workspace_name} "
+                    f"({describe_api_error(exc)}); try again."
                 ) from exc
             except httpx_errors() as exc:
                 raise OperationError(
-                    f"Could not write ConfigMap {self.workspace_name}: {describe_api_error(exc)}."
+                    f"Could not write ConfigMap {self.workspace_name} "
+                    f"({describe_api_error(exc)}); try again."
                 ) from exc
         raise OperationError(
             f"ConfigMap {self.workspace_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."

@@ -66,6 +66,21 @@ def _pod_template_defaults(spec: dict[str, Any]) -> None:
             p.setdefault("protocol", "TCP")
 
 
+def _pod_admission_defaults(spec: dict[str, Any]) -> None:
+    """What the real server adds to Pods only (SetDefaults_Pod and the admission plugins)."""
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("serviceAccountName", "default")
+    spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    spec.setdefault("priority", 0)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    tolerations = spec.setdefault("tolerations", [])
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if not any(t.get("key") == key for t in tolerations):
+            tolerations.append(
+                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            )
+
+
 class Api:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -97,9 +112,15 @@ class Api:
     # --- writes --------------------------------------------------------------------------
 
     def create(
-        self, res: Resource, ns: str | None, obj: dict[str, Any], *, dry_run: bool = False
+        self,
+        res: Resource,
+        ns: str | None,
+        obj: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = None,
     ) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+        obj = drop_nulls(obj)
         self._check_type(res, obj)
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
@@ -130,6 +151,8 @@ class Api:
             meta.pop("generation", None)
         self._defaults(res, obj, None)
         self._validate(res, obj, None)
+        if field_manager:
+            patches.track_update(None, obj, field_manager, res.group_version, now())
         with self.store.lock:
             if self.store.get(res, meta.get("namespace", ""), name) is not None:
                 raise already_exists(res, name)
@@ -146,6 +169,7 @@ class Api:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_manager: str | None = None,
     ) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         self._check_type(res, obj)
@@ -159,7 +183,9 @@ class Api:
             sent_rv = meta.get("resourceVersion")
             if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
                 raise conflict(res, name)
-            return self._replace(res, old, obj, subresource=subresource, dry_run=dry_run)
+            return self._replace(
+                res, old, obj, subresource=subresource, dry_run=dry_run, manager=field_manager
+            )
 
     def _replace(
         self,
@@ -169,14 +195,16 @@ class Api:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
     ) -> dict[str, Any]:
-        """Write `obj` over `old` (same identity); keeps server-owned metadata."""
+        """Write `obj` over `old` (same identity); keeps server-owned metadata. A `manager`
+        (non-apply writes) is recorded in managedFields."""
         if subresource == "status":
             new = copy.deepcopy(old)
             if "status" in obj:
                 new["status"] = obj["status"]
         else:
-            new = copy.deepcopy(obj)
+            new = drop_nulls(obj)
             new["apiVersion"], new["kind"] = res.group_version, res.kind
             if res.has_status:
                 if "status" in old:
@@ -194,6 +222,8 @@ class Api:
         self._validate(res, new, old)
         if "generation" in old_meta:
             meta["generation"] = old_meta["generation"] + (1 if _spec(new) != _spec(old) else 0)
+        if manager and subresource is None:
+            patches.track_update(old, new, manager, res.group_version, now())
         if _without_times(new) == _without_times(old) or dry_run:
             return old if not dry_run else new
         return self.store.write(res, new)
@@ -227,31 +257,45 @@ class Api:
             return self.apply(res, ns, name, doc, field_manager, force, subresource, dry_run)
         with self.store.lock:
             old = self.get(res, ns or "", name)
-            try:
-                if ctype == "application/merge-patch+json":
-                    if not isinstance(doc, dict):
-                        raise patches.PatchError("merge patch must be a JSON object")
-                    patched = patches.merge_patch(old, doc)
-                elif ctype == "application/json-patch+json":
-                    patched = patches.json_patch(old, doc)
-                elif ctype == "application/strategic-merge-patch+json":
-                    if not isinstance(doc, dict):
-                        raise patches.PatchError("strategic merge patch must be a JSON object")
-                    patched = patches.strategic_merge(old, doc)
-                else:
-                    raise ApiError(
-                        415,
-                        "UnsupportedMediaType",
-                        f'the server does not support patch content type "{ctype}"',
-                    )
-            except patches.PatchError as e:
-                raise ApiError(422, "Invalid", str(e)) from e
-            if not isinstance(patched, dict):
-                raise ApiError(422, "Invalid", "patch produced an invalid object")
+            patched = self.patched(old, ctype, doc)
             rv = (patched.get("metadata") or {}).get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise conflict(res, name)
-            return self._replace(res, old, patched, subresource=subresource, dry_run=dry_run)
+            return self._replace(
+                res, old, patched, subresource=subresource, dry_run=dry_run, manager=field_manager
+            )
+
+    @staticmethod
+    def patched(old: dict[str, Any], content_type: str, doc: Any) -> dict[str, Any]:
+        """`old` with a merge, JSON or strategic merge patch applied (`doc` parsed or bytes)."""
+        ctype = content_type.split(";")[0].strip()
+        if isinstance(doc, bytes):
+            try:
+                doc = json.loads(doc or b"null")
+            except ValueError as e:
+                raise bad_request(f"error decoding patch: {e}") from e
+        try:
+            if ctype == "application/merge-patch+json":
+                if not isinstance(doc, dict):
+                    raise patches.PatchError("merge patch must be a JSON object")
+                patched = patches.merge_patch(old, doc)
+            elif ctype == "application/json-patch+json":
+                patched = patches.json_patch(old, doc)
+            elif ctype == "application/strategic-merge-patch+json":
+                if not isinstance(doc, dict):
+                    raise patches.PatchError("strategic merge patch must be a JSON object")
+                patched = patches.strategic_merge(old, doc)
+            else:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f'the server does not support patch content type "{ctype}"',
+                )
+        except patches.PatchError as e:
+            raise ApiError(422, "Invalid", str(e)) from e
+        if not isinstance(patched, dict):
+            raise ApiError(422, "Invalid", "patch produced an invalid object")
+        return patched
 
     def apply(
         self,
@@ -427,8 +471,8 @@ class Api:
             obj.setdefault("status", {"loadBalancer": lb})
         elif p == "pods":
             _pod_template_defaults(obj.setdefault("spec", {}))
-            obj["spec"].setdefault("serviceAccountName", "default")
             if old is None:
+                _pod_admission_defaults(obj["spec"])
                 obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
         elif p in ("deployments", "replicasets", "statefulsets", "daemonsets"):
             spec = obj.setdefault("spec", {})
@@ -453,11 +497,47 @@ class Api:
             spec.setdefault("completions", 1)
             spec.setdefault("parallelism", 1)
             spec.setdefault("backoffLimit", 6)
+            spec.setdefault("completionMode", "NonIndexed")
+            spec.setdefault("suspend", False)
+            spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
             template = spec.setdefault("template", {})
             template.setdefault("metadata", {})
+            if old is None and not spec.get("manualSelector"):
+                uid, job_name = meta["uid"], meta["name"]
+                spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+                template["metadata"]["labels"] = {
+                    **(template["metadata"].get("labels") or {}),
+                    "batch.kubernetes.io/controller-uid": uid,
+                    "batch.kubernetes.io/job-name": job_name,
+                    "controller-uid": uid,
+                    "job-name": job_name,
+                }
+            if not meta.get("labels"):
+                meta["labels"] = dict(template["metadata"].get("labels") or {})
             _pod_template_defaults(template.setdefault("spec", {}))
             if old is None:
                 obj.setdefault("status", {})
+        elif p == "cronjobs":
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("concurrencyPolicy", "Allow")
+            spec.setdefault("failedJobsHistoryLimit", 1)
+            spec.setdefault("successfulJobsHistoryLimit", 3)
+            spec.setdefault("suspend", False)
+            job_template = spec.setdefault("jobTemplate", {}).setdefault("spec", {})
+            _pod_template_defaults(job_template.setdefault("template", {}).setdefault("spec", {}))
+        elif p == "horizontalpodautoscalers":
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("minReplicas", 1)
+            if not spec.get("metrics"):
+                spec["metrics"] = [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80},
+                        },
+                    }
+                ]
         elif p == "persistentvolumeclaims":
             obj["status"] = {
                 "phase": "Bound",
@@ -558,6 +638,16 @@ class Api:
     def next_pod_ip(self) -> str:
         self._ip += 1
         return f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
+
+
+def drop_nulls(value: Any) -> Any:
+    """A copy without null map values: the real server decodes them to nil/zero fields and
+    omits those (`creationTimestamp: null` from Go clients, `replicas: null` in a manifest)."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
 
 
 def _without_times(obj: dict[str, Any]) -> dict[str, Any]:

@@ -48,11 +48,26 @@ def template_hash(template: dict[str, Any]) -> str:
     return out
 
 
+def canonical(value: Any) -> Any:
+    """`value` without nulls and empty maps/lists: the Go structs they decode to are equal.
+
+    Clients send the same template in different shapes (`creationTimestamp: null` and
+    `resources: {}` from Go clients, nothing from YAML); the real controller compares and hashes
+    decoded structs, so a rollback to an old template reuses the old ReplicaSet.
+    """
+    if isinstance(value, dict):
+        out = {k: canonical(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
-    t = copy.deepcopy(template)
+    t = canonical(template)
     labels = (t.get("metadata") or {}).get("labels") or {}
     labels.pop("pod-template-hash", None)
-    return t
+    return canonical(t)
 
 
 def _controller_uid(obj: dict[str, Any]) -> str | None:
@@ -136,7 +151,6 @@ class Controllers:
         self.dirty: asyncio.Event | None = None
         self._seen: dict[str, float] = {}
         self._owned: dict[str, list[dict[str, Any]]] = {}
-        self._job_seen: dict[str, float] = {}
         self._restarted: dict[str, float] = {}
         self._event_names: dict[tuple[str, str], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -360,6 +374,7 @@ class Controllers:
                 ann["deployment.kubernetes.io/desired-replicas"] = str(desired)
                 new_rs["spec"]["replicas"] = desired
                 new_rs = self.store.write(RS, new_rs)
+        self._set_revision(d, (new_rs["metadata"].get("annotations") or {}).get(REVISION))
         olds = [rs for rs in rss if rs["metadata"]["uid"] != new_rs["metadata"]["uid"]]
         new_status = new_rs.get("status") or {}
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
@@ -376,6 +391,20 @@ class Controllers:
                     "deployment-controller",
                 )
         self._deployment_status(d, new_rs, olds, desired)
+
+    def _set_revision(self, d: dict[str, Any], revision: str | None) -> None:
+        """Copy the new ReplicaSet's revision onto the Deployment, as the real controller does
+        (`kubectl rollout undo` replaces the Deployment's annotations and needs them there)."""
+        meta = d["metadata"]
+        if not revision or (meta.get("annotations") or {}).get(REVISION) == revision:
+            return
+        fresh = self.store.get(DEPLOY, meta["namespace"], meta["name"])
+        if fresh is None or fresh["metadata"]["uid"] != meta["uid"]:
+            return
+        fresh["metadata"].setdefault("annotations", {})[REVISION] = revision
+        written = self.store.write(DEPLOY, fresh)
+        meta["annotations"] = written["metadata"]["annotations"]
+        meta["resourceVersion"] = written["metadata"]["resourceVersion"]
 
     def _deployment_status(
         self, d: dict[str, Any], new_rs: dict[str, Any], olds: list[dict[str, Any]], desired: int
@@ -559,6 +588,10 @@ class Controllers:
                 return start_at - age
             self._start_pod(pod, containers)
             return 0.01
+        run_once = (pod.get("spec") or {}).get("restartPolicy") in ("Never", "OnFailure")
+        if held and (pod.get("spec") or {}).get("restartPolicy") == "Never":
+            self._finish(pod, containers, exit_code=1)
+            return 1.0
         if held:
             last = self._restarted.get(uid, 0.0)
             if _is_ready(pod) or clock - last >= RESTART_EVERY:
@@ -569,7 +602,44 @@ class Controllers:
             if age < ready_at:
                 return ready_at - age
             self._make_ready(pod, containers)
+            return ready_at if run_once else 1.0
+        if run_once:
+            if age < 2 * ready_at:
+                return 2 * ready_at - age
+            self._finish(pod, containers, exit_code=0)
         return 1.0
+
+    def _finish(
+        self, pod: dict[str, Any], containers: list[dict[str, Any]], exit_code: int
+    ) -> None:
+        """A run-to-completion pod (restartPolicy Never/OnFailure) whose containers exited."""
+        ts = now()
+        status = pod["status"]
+        reason = "PodCompleted" if exit_code == 0 else "PodFailed"
+        status["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+        conditions = []
+        for c in self._conditions(ts, ready=False, previous=status.get("conditions")):
+            if c["type"] in ("Initialized", "Ready", "ContainersReady"):
+                c = {**c, "reason": reason}
+            elif c["type"] == "PodReadyToStartContainers":
+                c = {**c, "status": "False", "lastTransitionTime": ts}
+            conditions.append(c)
+        status["conditions"] = conditions
+        statuses = []
+        for cs in status.get("containerStatuses") or []:
+            started = ((cs.get("state") or {}).get("running") or {}).get("startedAt", ts)
+            terminated = {
+                "exitCode": exit_code,
+                "reason": "Completed" if exit_code == 0 else "Error",
+                "startedAt": started,
+                "finishedAt": ts,
+                "containerID": cs.get("containerID", ""),
+            }
+            statuses.append(
+                {**cs, "ready": False, "started": False, "state": {"terminated": terminated}}
+            )
+        status["containerStatuses"] = statuses
+        self.store.write(POD, pod)
 
     def _start_pod(self, pod: dict[str, Any], containers: list[dict[str, Any]]) -> None:
         meta = pod["metadata"]
@@ -735,49 +805,75 @@ class Controllers:
     # --- jobs, statefulsets, daemonsets ----------------------------------------------------
 
     def _sync_job(self, job: dict[str, Any]) -> float:
+        """Run the Job's pods (the fake kubelet completes them) and mirror them in its status."""
+        meta, spec = job["metadata"], job.get("spec") or {}
         status = job.get("status") or {}
-        if status.get("completionTime") or status.get("failed"):
+        if status.get("completionTime") or _job_failed(status):
             return 1.0
-        uid = job["metadata"]["uid"]
-        age = time.monotonic() - self._job_seen.setdefault(uid, time.monotonic())
-        if not status.get("startTime"):
-            self._write_status(JOB, job, {"startTime": now(), "active": 1, "ready": 0})
-            return self.ready_delay
-        if age < self.ready_delay:
-            return self.ready_delay - age
+        ns, uid = meta["namespace"], meta["uid"]
+        pods = [p for p in self.store.list(POD, ns) if _controller_uid(p) == uid]
+        phases = [(p.get("status") or {}).get("phase", "Pending") for p in pods]
+        succeeded, failed = phases.count("Succeeded"), phases.count("Failed")
+        active = len(pods) - succeeded - failed
+        completions = int(spec.get("completions", 1))
+        parallelism = int(spec.get("parallelism", 1))
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        if spec.get("suspend"):
+            return 1.0
         ts = now()
-        completions = int((job.get("spec") or {}).get("completions", 1))
-        self._write_status(
-            JOB,
-            job,
-            {
-                "startTime": status["startTime"],
-                "completionTime": ts,
-                "succeeded": completions,
-                "ready": 0,
-                "terminating": 0,
-                "uncountedTerminatedPods": {},
-                "conditions": [
-                    {
-                        "type": "SuccessCriteriaMet",
-                        "status": "True",
-                        "lastProbeTime": ts,
-                        "lastTransitionTime": ts,
-                        "reason": "CompletionsReached",
-                        "message": "Reached expected number of succeeded pods",
-                    },
-                    {
-                        "type": "Complete",
-                        "status": "True",
-                        "lastProbeTime": ts,
-                        "lastTransitionTime": ts,
-                        "reason": "CompletionsReached",
-                        "message": "Reached expected number of succeeded pods",
-                    },
-                ],
-            },
-        )
-        self.record_event(job, "Normal", "Completed", "Job completed", "job-controller")
+        if succeeded >= completions:
+            self._write_status(JOB, job, _job_done(status, ts, completions, failed))
+            self.record_event(job, "Normal", "Completed", "Job completed", "job-controller")
+            return 1.0
+        if failed > backoff_limit:
+            self._write_status(JOB, job, _job_failed_status(status, ts, failed))
+            self.record_event(
+                job,
+                "Warning",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+                "job-controller",
+            )
+            return 1.0
+        template = spec.get("template") or {}
+        tmeta = template.get("metadata") or {}
+        for _ in range(max(0, min(parallelism, completions - succeeded) - active)):
+            body = {
+                "metadata": {
+                    "name": f"{meta['name']}-{_suffix()}",
+                    "namespace": ns,
+                    "labels": dict(tmeta.get("labels") or {}),
+                    "annotations": dict(tmeta.get("annotations") or {}),
+                    "ownerReferences": [_owner_ref(job)],
+                },
+                "spec": copy.deepcopy(template.get("spec") or {}),
+            }
+            if not body["metadata"]["annotations"]:
+                del body["metadata"]["annotations"]
+            try:
+                pod = self.api.create(POD, ns, body)
+            except ApiError:
+                continue
+            active += 1
+            self.record_event(
+                job,
+                "Normal",
+                "SuccessfulCreate",
+                f"Created pod: {pod['metadata']['name']}",
+                "job-controller",
+            )
+        ready = sum(1 for p in pods if _is_ready(p))
+        new_status = {
+            **{k: v for k, v in status.items() if k not in ("active", "succeeded", "failed")},
+            "startTime": status.get("startTime") or ts,
+            "ready": ready,
+            "terminating": 0,
+            "uncountedTerminatedPods": {},
+        }
+        for key, value in (("active", active), ("succeeded", succeeded), ("failed", failed)):
+            if value:
+                new_status[key] = value
+        self._write_status(JOB, job, new_status)
         return 1.0
 
     def _sync_simple(self, res: Any, obj: dict[str, Any]) -> None:
@@ -808,6 +904,58 @@ class Controllers:
                 "numberMisscheduled": 0,
             }
         self._write_status(res, obj, status)
+
+
+def _job_failed(status: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Failed" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _job_condition(type_: str, ts: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True",
+        "lastProbeTime": ts,
+        "lastTransitionTime": ts,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _job_done(status: dict[str, Any], ts: str, completions: int, failed: int) -> dict[str, Any]:
+    message = "Reached expected number of succeeded pods"
+    out: dict[str, Any] = {
+        "startTime": status.get("startTime") or ts,
+        "completionTime": ts,
+        "succeeded": completions,
+        "ready": 0,
+        "terminating": 0,
+        "uncountedTerminatedPods": {},
+        "conditions": [
+            _job_condition("SuccessCriteriaMet", ts, "CompletionsReached", message),
+            _job_condition("Complete", ts, "CompletionsReached", message),
+        ],
+    }
+    if failed:
+        out["failed"] = failed
+    return out
+
+
+def _job_failed_status(status: dict[str, Any], ts: str, failed: int) -> dict[str, Any]:
+    message = "Job has reached the specified backoff limit"
+    return {
+        "startTime": status.get("startTime") or ts,
+        "failed": failed,
+        "ready": 0,
+        "terminating": 0,
+        "uncountedTerminatedPods": {},
+        "conditions": [
+            _job_condition("FailureTarget", ts, "BackoffLimitExceeded", message),
+            _job_condition("Failed", ts, "BackoffLimitExceeded", message),
+        ],
+    }
 
 
 def _age(ts: str) -> float:

@@ -285,7 +285,11 @@ def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
     for path in sorted(paths, key=lambda p: (len(p), str(p))):
         node = root
         for seg in path:
-            name = f"k:{seg[1]}" if isinstance(seg, tuple) else f"f:{seg}"
+            name = (
+                f"k:{json.dumps(json.loads(seg[1]), separators=(',', ':'))}"
+                if isinstance(seg, tuple)
+                else f"f:{seg}"
+            )
             node = node.setdefault(name, {})
     _mark_dots(root, top=True)
     return root
@@ -458,3 +462,76 @@ class ApplyConflict(Exception):
         super().__init__(manager)
         self.manager = manager
         self.fields = fields
+
+
+def _closure(leaves: set[Path]) -> set[Path]:
+    return {p[:i] for p in leaves for i in range(1, len(p) + 1)}
+
+
+def _leaves(paths: set[Path]) -> set[Path]:
+    return {p for p in paths if not _has_children(p, paths)}
+
+
+def track_update(
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str,
+    api_version: str,
+    now: str,
+) -> None:
+    """Record a create/update/patch by `manager` in `new`'s managedFields (operation Update).
+
+    The manager gains the fields this write set or changed; other managers lose them, and
+    everybody loses the fields it removed, like the real server's field manager.
+    """
+    new_paths = field_paths(new)
+    old_paths = field_paths(old) if old else set()
+    changed = {
+        p
+        for p in _leaves(new_paths)
+        if p not in old_paths or _value_at(new, p) != _value_at(old, p)
+    }
+    removed = old_paths - new_paths
+    if old is not None and not changed and not removed:
+        return
+    meta = new.setdefault("metadata", {})
+
+    def keep(paths: set[Path]) -> set[Path]:
+        return _closure(
+            {
+                p
+                for p in _leaves(paths)
+                if p not in changed and not any(p[: len(r)] == r for r in removed)
+            }
+        )
+
+    mine: set[Path] = set()
+    entries = []
+    for e in meta.get("managedFields") or []:
+        paths = from_fields_v1(e.get("fieldsV1") or {})
+        if (
+            e.get("manager") == manager
+            and e.get("operation") == "Update"
+            and not e.get("subresource")
+        ):
+            mine |= paths
+            continue
+        left = keep(paths)
+        if left:
+            entries.append({**e, "fieldsV1": to_fields_v1(left)})
+    mine = keep(mine) | _closure(changed)
+    if mine:
+        entries.append(
+            {
+                "manager": manager,
+                "operation": "Update",
+                "apiVersion": api_version,
+                "time": now,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(mine),
+            }
+        )
+    if entries:
+        meta["managedFields"] = entries
+    else:
+        meta.pop("managedFields", None)

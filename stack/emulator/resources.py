@@ -77,6 +77,14 @@ RESOURCES: list[Resource] = [
         short="hpa",
         sub="status",
     ),
+    # Served too (after v2, the preferred version) and stored as v2; see versions.py.
+    _r(
+        "autoscaling/v1",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        short="hpa",
+        sub="status",
+    ),
     _r("storage.k8s.io/v1", "storageclasses", "StorageClass", ns=False, short="sc"),
     _r("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", ns=False, short="pc"),
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import dagster, patches, protobuf, tables
+from . import dagster, patches, protobuf, tables, versions
 from .controllers import POD
 from .resources import BY_PATH, RESOURCES, VERBS, Resource, group_versions
 from .selectors import (
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 JSON = "application/json"
 OBJECT_KEY = web.RequestKey("object", tuple)
+# The resource as the client addressed it when it is another version of a stored resource.
+SERVED_AS = web.RequestKey("served_as", Resource)
 EXEC_PROTOCOLS = (
     "v5.channel.k8s.io",
     "v4.channel.k8s.io",
@@ -69,6 +71,15 @@ def _gone(request: web.Request) -> bool:
     """The client hung up (aiohttp does not cancel handlers when that happens)."""
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+_UNKNOWN = object()
+
+
+def _manager(request: web.Request) -> str:
+    """The field manager of a non-apply write: `fieldManager`, else the User-Agent's program."""
+    agent = request.headers.get("User-Agent", "").split("/")[0].strip()
+    return request.query.get("fieldManager") or agent or "unknown"
 
 
 def _list_item(obj: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +131,11 @@ class Server:
             return error_response(e)
         except web.HTTPException:
             raise
+        served_as = request.get(SERVED_AS)
+        if served_as and isinstance(resp, web.Response) and resp.body and resp.status < 300:
+            assert isinstance(resp.body, bytes)
+            body = versions.from_storage(served_as, json.loads(resp.body))
+            resp = respond(body, resp.status)
         key = request.get(OBJECT_KEY)
         if (
             request.method == "GET"
@@ -347,13 +363,13 @@ class Server:
         m = request.method
         if res is None:
             if request.path.startswith("/apis/") and "/" not in gv:
-                versions = sorted({r.version for r in RESOURCES if r.group == gv})
-                if not versions:
+                served = list(dict.fromkeys(r.version for r in RESOURCES if r.group == gv))
+                if not served:
                     raise ApiError(
                         404, "NotFound", "the server could not find the requested resource", {}
                     )
                 return respond(
-                    {"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(gv, versions)}
+                    {"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(gv, served)}
                 )
             if gv not in group_versions():
                 raise ApiError(
@@ -362,6 +378,11 @@ class Server:
             return respond(self.resource_list(gv))
         q = request.query
         dry_run = "All" in q.getall("dryRun", [])
+        if res in versions.ALIASES:
+            request[SERVED_AS] = res
+            if m == "PATCH" and name:
+                return await self.patch_converted(request, res, ns, name, sub, dry_run)
+            res = versions.ALIASES[res]
         if sub == "log" and m == "GET":
             return await self.pod_log(request, ns or "default", name or "")
         if sub == "exec" and m in ("GET", "POST"):
@@ -375,7 +396,10 @@ class Server:
                 return self.list(request, res, ns)
             if m == "POST":
                 obj = await self._body(request)
-                return respond(self.api.create(res, ns, obj or {}, dry_run=dry_run), 201)
+                created = self.api.create(
+                    res, ns, obj or {}, dry_run=dry_run, field_manager=_manager(request)
+                )
+                return respond(created, 201)
             if m == "DELETE":
                 return await self.delete_collection(request, res, ns, dry_run)
             raise ApiError(
@@ -395,7 +419,15 @@ class Server:
         if m == "PUT":
             obj = await self._body(request)
             return respond(
-                self.api.update(res, ns, name, obj or {}, subresource=sub, dry_run=dry_run)
+                self.api.update(
+                    res,
+                    ns,
+                    name,
+                    obj or {},
+                    subresource=sub,
+                    dry_run=dry_run,
+                    field_manager=_manager(request),
+                )
             )
         if m == "PATCH":
             body = await request.read()
@@ -408,7 +440,9 @@ class Server:
                     request.headers.get("Content-Type", ""),
                     body,
                     subresource=sub,
-                    field_manager=q.get("fieldManager"),
+                    field_manager=q.get("fieldManager")
+                    if request.content_type == "application/apply-patch+yaml"
+                    else _manager(request),
                     force=q.get("force") == "true",
                     dry_run=dry_run,
                 ),
@@ -437,12 +471,18 @@ class Server:
             raise bad_request("the request body is empty")
         ctype = request.content_type
         try:
+            served_as = request.get(SERVED_AS)
+            obj: Any
             if ctype == "application/vnd.kubernetes.protobuf":
-                return protobuf.decode(raw)
-            if ctype in ("application/yaml", "application/x-yaml"):
-                return yaml.safe_load(raw)
-            if ctype in (JSON, "application/octet-stream", "text/plain", "*/*", ""):
-                return json.loads(raw)
+                obj = protobuf.decode(raw)
+            elif ctype in ("application/yaml", "application/x-yaml"):
+                obj = yaml.safe_load(raw)
+            elif ctype in (JSON, "application/octet-stream", "text/plain", "*/*", ""):
+                obj = json.loads(raw)
+            else:
+                obj = _UNKNOWN
+            if obj is not _UNKNOWN:
+                return versions.to_storage(served_as, obj) if served_as else obj
         except protobuf.ProtobufError as e:
             raise ApiError(415, "UnsupportedMediaType", str(e), {}) from e
         except (ValueError, yaml.YAMLError) as e:
@@ -527,6 +567,50 @@ class Server:
                 "items": [_list_item(i) for i in items],
             }
         )
+
+    async def patch_converted(
+        self,
+        request: web.Request,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        sub: str | None,
+        dry_run: bool,
+    ) -> web.Response:
+        """PATCH on another version of a stored resource: patch that version's view."""
+        storage = versions.ALIASES[res]
+        ctype = request.content_type
+        body = await request.read()
+        q = request.query
+        if ctype == "application/apply-patch+yaml":
+            doc = versions.to_storage(res, yaml.safe_load(body) or {})
+            applied = self.api.apply(
+                storage,
+                ns,
+                name,
+                doc,
+                q.get("fieldManager"),
+                q.get("force") == "true",
+                sub,
+                dry_run,
+            )
+            return respond(applied)
+        with self.store.lock:
+            current = versions.from_storage(res, self.api.get(storage, ns or "", name))
+            patched = self.api.patched(current, ctype, body)
+            rv = (patched.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != current["metadata"]["resourceVersion"]:
+                raise conflict(storage, name)
+            updated = self.api.update(
+                storage,
+                ns,
+                name,
+                versions.to_storage(res, patched),
+                subresource=sub,
+                dry_run=dry_run,
+                field_manager=_manager(request),
+            )
+        return respond(updated)
 
     async def scale(
         self, request: web.Request, res: Resource, ns: str | None, name: str, dry_run: bool
@@ -613,7 +697,11 @@ class Server:
         as_table = tables.wants_table(request.headers.get("Accept", ""))
         include = q.get("includeObject", "Metadata")
 
+        served_as = request.get(SERVED_AS)
+
         async def send(type_: str, obj: dict[str, Any]) -> None:
+            if served_as:
+                obj = versions.from_storage(served_as, obj)
             if as_table and type_ in ("ADDED", "MODIFIED", "DELETED"):
                 meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
                 obj = tables.table(res, [obj], meta, include)

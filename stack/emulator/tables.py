@@ -33,9 +33,11 @@ def _pod(o: dict[str, Any]) -> list[Any]:
     ready = sum(1 for c in cs if c.get("ready"))
     reason = st.get("phase", "Pending")
     for c in cs:
-        waiting = (c.get("state") or {}).get("waiting")
-        if waiting:
-            reason = waiting.get("reason", reason)
+        state = c.get("state") or {}
+        if state.get("waiting"):
+            reason = state["waiting"].get("reason", reason)
+        elif state.get("terminated"):
+            reason = state["terminated"].get("reason", reason)
     if reason == "Pending" and not cs:
         reason = "Pending"
     return [f"{ready}/{total}", reason, sum(c.get("restartCount", 0) for c in cs)]
@@ -87,7 +89,51 @@ def _event(o: dict[str, Any]) -> list[Any]:
     ]
 
 
+def _job(o: dict[str, Any]) -> list[Any]:
+    st, spec = o.get("status") or {}, o.get("spec") or {}
+    done = any(
+        c.get("type") == "Complete" and c.get("status") == "True"
+        for c in st.get("conditions") or []
+    )
+    status = "Complete" if done else ("Failed" if st.get("failed") else "Running")
+    return [status, f"{st.get('succeeded', 0)}/{spec.get('completions', 1)}"]
+
+
+def _cronjob(o: dict[str, Any]) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    return [
+        spec.get("schedule", ""),
+        spec.get("timeZone", "<none>"),
+        str(bool(spec.get("suspend"))),
+        len(st.get("active") or []),
+    ]
+
+
+def _hpa(o: dict[str, Any]) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    targets = []
+    for m in spec.get("metrics") or []:
+        target = (m.get("resource") or {}).get("target") or {}
+        if "averageUtilization" in target:
+            targets.append(
+                f"{m['resource'].get('name')}: <unknown>/{target['averageUtilization']}%"
+            )
+    if "targetCPUUtilizationPercentage" in spec:
+        targets.append(f"cpu: <unknown>/{spec['targetCPUUtilizationPercentage']}%")
+    return [
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        ", ".join(targets) or "<none>",
+        spec.get("minReplicas", 1),
+        spec.get("maxReplicas", 0),
+        st.get("currentReplicas", 0),
+    ]
+
+
 COLUMNS: dict[str, tuple[list[str], Any]] = {
+    "jobs": (["Status", "Completions"], _job),
+    "cronjobs": (["Schedule", "Timezone", "Suspend", "Active"], _cronjob),
+    "horizontalpodautoscalers": (["Reference", "Targets", "MinPods", "MaxPods", "Replicas"], _hpa),
     "pods": (["Ready", "Status", "Restarts"], _pod),
     "deployments": (["Ready", "Up-to-date", "Available"], _deploy),
     "replicasets": (["Desired", "Current", "Ready"], _rs),

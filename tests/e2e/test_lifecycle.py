@@ -4,8 +4,11 @@ and the lock, against real podman, registry, Helm and kubectl and the emulated A
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ WEBSERVER = "dagster-dagster-webserver"
 DAEMON = "dagster-daemon"
 RELEASE = "dagster-user-code"
 LEASE = "dagster-uc-semaphore"
+RESTARTED = "kubectl.kubernetes.io/restartedAt"
+OLD_STAMP = "2000-01-01T00:00:00Z"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -48,7 +53,9 @@ def revisions(stack: Stack) -> int:
 
 
 def services(stack: Stack, name: str) -> list[dict[str, Any]]:
-    return stack.emulator.list("v1", "services", stack.namespace, label_selector=f"deployment={name}")
+    return stack.emulator.list(
+        "v1", "services", stack.namespace, label_selector=f"deployment={name}"
+    )
 
 
 def assert_one_sentence_error(result: Result, code: int, *fragments: str) -> None:
@@ -84,6 +91,23 @@ def set_entry_annotation(stack: Stack, name: str, key: str, value: str) -> None:
     stack.emulator.patch(
         "v1", "configmaps", stack.namespace, VALUES_CM, {"data": {"yaml": yaml.safe_dump(document)}}
     )
+
+
+def mark_reloads(stack: Stack) -> None:
+    """Give the webserver and daemon an old restart stamp, so a reload shows as a change even
+    within the second of the previous one (the stamp has one-second resolution)."""
+    for deployment in (WEBSERVER, DAEMON):
+        stack.emulator.patch(
+            "apps/v1",
+            "deployments",
+            stack.namespace,
+            deployment,
+            {"spec": {"template": {"metadata": {"annotations": {RESTARTED: OLD_STAMP}}}}},
+        )
+
+
+def reloaded(stack: Stack) -> bool:
+    return stack.restarted_at(WEBSERVER) != OLD_STAMP and stack.restarted_at(DAEMON) != OLD_STAMP
 
 
 def original_entry(stack: Stack, name: str, tag: str) -> dict[str, Any]:
@@ -138,7 +162,9 @@ def create_lease(stack: Stack, holder: str, *, seconds: int = 300) -> None:
         "leaseDurationSeconds": seconds,
     }
     if stack.emulator.get("coordination.k8s.io/v1", "leases", stack.namespace, LEASE):
-        stack.emulator.patch("coordination.k8s.io/v1", "leases", stack.namespace, LEASE, {"spec": spec})
+        stack.emulator.patch(
+            "coordination.k8s.io/v1", "leases", stack.namespace, LEASE, {"spec": spec}
+        )
         return
     stack.emulator.create(
         {
@@ -190,6 +216,7 @@ def test_list_shows_every_deployment_as_table_and_json(stack: Stack) -> None:
     assert row["image"] == f"{stack.registry.host}/{stack.prefix}/{other}:1.8.4-0"
     assert row["commit"] == commit
     assert row["branch"] == "feat/other"
+    assert row["action"] == "deploy"
     assert row["deployed_by"] and "@" in row["deployed_by"]
     dt.datetime.fromisoformat(row["deployed_at"].replace("Z", "+00:00"))
     assert (row["ready"], row["pods"]) == (1, 1)
@@ -197,7 +224,11 @@ def test_list_shows_every_deployment_as_table_and_json(stack: Stack) -> None:
 
 def test_list_and_delete_work_on_state_written_by_the_original_tool(stack: Stack) -> None:
     write_original_state(
-        stack, [original_entry(stack, "demo-project--old-one", "1.8.4-3"), original_entry(stack, "legacy", "1.8.4-0")]
+        stack,
+        [
+            original_entry(stack, "demo-project--old-one", "1.8.4-3"),
+            original_entry(stack, "legacy", "1.8.4-0"),
+        ],
     )
 
     table = stack.ok("deployment", "list").stdout
@@ -220,7 +251,7 @@ def test_delete_defaults_to_the_current_branch_and_cleans_up(stack: Stack) -> No
     stack.ok("deployment", "deploy")
     other = deploy_branch(stack, "feat/other")
     stack.checkout("feat/hello")
-    stamps = stack.restarted_at(WEBSERVER), stack.restarted_at(DAEMON)
+    mark_reloads(stack)
     assert stack.deployment(NAME) is not None and services(stack, NAME)
 
     result = stack.ok("deployment", "delete")
@@ -231,8 +262,7 @@ def test_delete_defaults_to_the_current_branch_and_cleans_up(stack: Stack) -> No
     assert stack.deployment(NAME) is None
     assert services(stack, NAME) == []
     assert stack.deployment(other) is not None
-    assert stack.restarted_at(WEBSERVER) != stamps[0]
-    assert stack.restarted_at(DAEMON) != stamps[1]
+    assert reloaded(stack)
     record = stack.history()["deployments"][NAME]["records"][-1]
     assert record["action"] == "delete" and record["tag"] == "1.8.4-0"
 
@@ -284,7 +314,7 @@ def test_delete_all_confirmed_on_stdin_removes_everything_in_one_rollout(stack: 
     a = deploy_branch(stack, "feat/a")
     b = deploy_branch(stack, "feat/b")
     before = revisions(stack)
-    stamp = stack.restarted_at(WEBSERVER)
+    mark_reloads(stack)
 
     stack.ok("deployment", "delete", "-a", input="y\n")
 
@@ -292,7 +322,7 @@ def test_delete_all_confirmed_on_stdin_removes_everything_in_one_rollout(stack: 
     assert stack.locations() == []
     assert revisions(stack) == before + 1
     assert all(stack.deployment(n) is None for n in (NAME, a, b))
-    assert stack.restarted_at(WEBSERVER) != stamp
+    assert reloaded(stack)
 
 
 def test_delete_all_with_yes_does_not_ask(stack: Stack) -> None:
@@ -339,7 +369,7 @@ def test_revive_puts_a_deleted_deployment_back_without_building(stack: Stack) ->
     stack.ok("deployment", "deploy")
     stack.ok("deployment", "delete")
     tags = stack.tags(NAME)
-    stamp = stack.restarted_at(WEBSERVER)
+    mark_reloads(stack)
 
     result = stack.ok("deployment", "revive", "-n", UI, "-t", "1.8.4-0")
 
@@ -354,7 +384,7 @@ def test_revive_puts_a_deleted_deployment_back_without_building(stack: Stack) ->
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.8.4-0")
     assert deployment["status"].get("readyReplicas") == 1
     assert stack.locations() == [UI]
-    assert stack.restarted_at(WEBSERVER) != stamp
+    assert reloaded(stack)
 
 
 def test_revive_refuses_unknown_tags_and_deployed_names(stack: Stack) -> None:
@@ -371,6 +401,8 @@ def test_revive_refuses_unknown_tags_and_deployed_names(stack: Stack) -> None:
     assert_one_sentence_error(missing, 2, "1.8.4-7", "does not exist in the registry")
     unknown_repo = stack.run("deployment", "revive", "-n", "demo-project:ghost", "-t", "1.8.4-0")
     assert_one_sentence_error(unknown_repo, 2, "does not exist in the registry")
+    bad_tag = stack.run("deployment", "revive", "-n", NAME, "-t", "no such tag!")
+    assert_one_sentence_error(bad_tag, 2, "no such tag!")
     invalid = stack.run("deployment", "revive", "-n", "Bad Name", "-t", "1.8.4-0")
     assert_one_sentence_error(invalid, 2, "not a valid deployment name")
     assert unchanged(stack) == state
@@ -421,7 +453,7 @@ def test_rollback_goes_to_the_previous_tag_and_to_a_given_one(stack: Stack) -> N
         stack.ok("deployment", "deploy")
         stack.git("commit", "-q", "--allow-empty", "-m", "next")
     assert stack.entry(NAME)["image"]["tag"] == "1.8.4-2"  # type: ignore[index]
-    stamp = stack.restarted_at(WEBSERVER)
+    mark_reloads(stack)
 
     result = stack.ok("deployment", "rollback", "-n", UI)
 
@@ -431,7 +463,7 @@ def test_rollback_goes_to_the_previous_tag_and_to_a_given_one(stack: Stack) -> N
     assert entry["annotations"]["dagster-uc.io/action"] == "rollback"
     image = stack.deployment(NAME)["spec"]["template"]["spec"]["containers"][0]["image"]  # type: ignore[index]
     assert image.endswith(":1.8.4-1")
-    assert stack.restarted_at(WEBSERVER) == stamp  # same set of locations: no reload
+    assert stack.restarted_at(WEBSERVER) == OLD_STAMP  # same set of locations: no reload
     assert stack.tags(NAME) == ["1.8.4-0", "1.8.4-1", "1.8.4-2"]
 
     stack.ok("deployment", "rollback", "-n", NAME, "--to", "1.8.4-0")
@@ -477,7 +509,9 @@ def test_prune_removes_deployments_whose_branch_is_gone(stack: Stack, tmp_path: 
     dry = stack.ok("deployment", "prune", "--dry-run")
     assert deployed["feat/a"] in dry.stdout and deployed["feat/b"] in dry.stdout
     assert "would remove" in dry.stdout
-    assert deployed["feat/c"] not in dry.stdout and NAME not in dry.stdout and cicd not in dry.stdout
+    assert (
+        deployed["feat/c"] not in dry.stdout and NAME not in dry.stdout and cicd not in dry.stdout
+    )
     dry_json = json.loads(stack.ok("deployment", "prune", "--dry-run", "-o", "json").stdout)
     assert dry_json["dry_run"] is True
     assert sorted(r["name"] for r in dry_json["removed"]) == sorted(
@@ -559,7 +593,7 @@ def test_image_prune_keeps_newest_deployed_history_and_shared_digests(stack: Sta
 
     dry = json.loads(stack.ok("image", "prune", "--keep", "3", "--dry-run", "-o", "json").stdout)
     assert stack.tags(NAME) == before
-    assert dry["dry_run"] is True
+    assert dry["dry_run"] is True and dry["keep"] == 3
     (repo,) = [r for r in dry["repositories"] if r["repository"].endswith(f"/{NAME}")]
     assert repo["repository"] == f"{stack.registry.host}/{repository}"
     assert repo["kept"] == ["1.8.4-29", "1.8.4-28", "1.8.4-27"]
@@ -570,9 +604,11 @@ def test_image_prune_keeps_newest_deployed_history_and_shared_digests(stack: Sta
     assert doomed == expected
     assert all(d["digest"].startswith("sha256:") for d in repo["delete"])
     assert repo["deleted_manifests"] == []
+    assert repo["untouched"] == ["latest"]
+    assert dry["manifests"] == len(repo["delete"]) and dry["tags"] == len(expected)
 
     text = stack.ok("image", "prune", "--keep", "3").stdout
-    assert f"{len(expected)} image manifest(s) deleted" in text
+    assert f"{len(expected)} image manifest(s) with {len(expected)} tag(s) deleted" in text
     after = stack.tags(NAME)
     assert sorted(after) == sorted(
         ["latest", "1.8.4-0", "1.8.4-1", "1.8.4-5", "1.8.4-27", "1.8.4-28", "1.8.4-29"]
@@ -580,7 +616,9 @@ def test_image_prune_keeps_newest_deployed_history_and_shared_digests(stack: Sta
     # the deployed image still pulls
     response = httpx.head(
         f"http://{stack.registry.host}/v2/{repository}/manifests/1.8.4-1",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"},
+        headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+        },
     )
     assert response.status_code == 200
 
@@ -592,7 +630,12 @@ def test_image_prune_also_cleans_repositories_of_deleted_deployments(stack: Stac
     stack.ok("deployment", "deploy")
     other = deploy_branch(stack, "feat/other")
     stack.ok("deployment", "delete", "-n", other)
-    push_many_tags(stack.registry, f"{stack.prefix}/{other}", [f"1.8.4-{n}" for n in range(1, 6)], distinct_digests=True)
+    push_many_tags(
+        stack.registry,
+        f"{stack.prefix}/{other}",
+        [f"1.8.4-{n}" for n in range(1, 6)],
+        distinct_digests=True,
+    )
 
     stack.ok("image", "prune", "--keep", "1")
 
@@ -602,8 +645,11 @@ def test_image_prune_also_cleans_repositories_of_deleted_deployments(stack: Stac
 
 
 def test_image_prune_bad_keep_is_a_usage_error(stack: Stack) -> None:
-    result = stack.run("image", "prune", "--keep", "-1")
-    assert result.returncode == 2 and "Traceback" not in result.output
+    stack.ok("deployment", "deploy")
+    for keep in ("0", "-1"):
+        result = stack.run("image", "prune", "--keep", keep)
+        assert_one_sentence_error(result, 2, "--keep must be at least 1")
+    assert stack.tags(NAME) == ["1.8.4-0"]
     missing = stack.run("image", "prune")
     assert missing.returncode == 2 and "--keep" in missing.stderr
 
@@ -658,3 +704,53 @@ def test_lock_held_by_someone_else_blocks_changes_until_released(stack: Stack) -
     stack.ok("lock", "release", "--force")
     stack.ok("deployment", "delete", "-n", NAME)
     assert names(stack) == []
+
+
+def test_lock_release_of_my_own_lock_needs_no_force_and_expired_locks_are_free(
+    stack: Stack,
+) -> None:
+    create_lease(stack, f"{getpass.getuser()}@{socket.gethostname()} pid=1 id=mine")
+    released = stack.ok("lock", "release")
+    assert "Released" in released.output
+    assert json.loads(stack.ok("lock", "status", "-o", "json").stdout)["held"] is False
+
+    create_lease(stack, "alice@laptop pid=1 id=x", seconds=1)
+    time.sleep(1.5)  # the lease runs out (no timing assertion: only its expiry matters)
+    assert json.loads(stack.ok("lock", "status", "-o", "json").stdout)["held"] is False
+    assert "not held" in stack.ok("lock", "release").output
+
+
+def test_prune_handles_entries_of_the_original_tool_and_other_projects(
+    stack: Stack, tmp_path: Path
+) -> None:
+    add_origin(stack, tmp_path)
+    stack.git("push", "-q", "origin", "feat/hello", "feat/hello:legacy/live")
+    stack.ok("deployment", "deploy")
+    document = stack.values()
+    document["deployments"] += [
+        original_entry(stack, "demo-project--legacy-live", "1.8.4-0"),
+        original_entry(stack, "demo-project--legacy-gone", "1.8.4-0"),
+        original_entry(stack, "other-project--feat-gone", "1.8.4-0"),
+    ]
+    stack.emulator.patch(
+        "v1", "configmaps", stack.namespace, VALUES_CM, {"data": {"yaml": yaml.safe_dump(document)}}
+    )
+
+    data = json.loads(stack.ok("deployment", "prune", "-o", "json").stdout)
+
+    assert data["removed"] == [
+        {"name": "demo-project--legacy-gone", "reason": "no branch on the remote maps to this name"}
+    ]
+    assert names(stack) == sorted([NAME, "demo-project--legacy-live", "other-project--feat-gone"])
+
+
+def test_check_waits_for_a_pod_that_never_comes(stack: Stack) -> None:
+    write_original_state(stack, [original_entry(stack, "demo-project--no-pods", "1.8.4-0")])
+
+    result = stack.run("deployment", "check", "-n", "demo-project:no-pods", "-t", "1")
+
+    assert result.returncode == 1, result.output
+    assert "Pods: none" in result.stdout
+    assert "No pod of demo-project--no-pods appeared within 1 s." in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "did not report that it started" in lines[0]

@@ -389,5 +389,9 @@ def test_progress_deadline_exceeded_for_held_pods(emu: Emulator, http: httpx.Cli
 
     http.post(DEPLOYS, json=d)
     wait_until(exceeded, "the progress deadline to pass")
-    cond = next(c for c in emu.get("apps/v1", "deployments", NS, "stuck")["status"]["conditions"] if c["type"] == "Progressing")  # type: ignore[index]
+    cond = next(
+        c
+        for c in emu.get("apps/v1", "deployments", NS, "stuck")["status"]["conditions"]
+        if c["type"] == "Progressing"
+    )  # type: ignore[index]
     assert cond["status"] == "False"
