@@ -5,7 +5,7 @@ For N existing deployments, runs the installed `dagster-uc deployment deploy --s
 location and records the wall time and the Kubernetes API requests the emulator counted.
 Also times `dagster-uc --help` and `show-config` (start-up, lazy imports).
 
-    .venv/bin/python benchmarks/bench_deploy.py [--sizes 1,10,50] [--runs 3] [--write]
+    .venv/bin/python -m benchmarks.bench_deploy [--sizes 1,10,50] [--runs 3] [--write]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from benchmarks.report import command_line, load_average, write_section  # noqa: E402
 from stack.chart import CHART_DIR  # noqa: E402
 from stack.emulator import Emulator, seed_dagster  # noqa: E402
 from stack.registry import LocalRegistry, push_many_tags  # noqa: E402
@@ -55,9 +56,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--write", action="store_true", help="write its docs/benchmarks.md part")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    load_before = load_average()
     tools = ensure_tools()
     work = Path(tempfile.mkdtemp(prefix="dagster-uc-bench-"))
     rows = []
@@ -117,14 +119,18 @@ def main() -> int:
     lines = [
         "## Deploy control plane (redeploy with --skip-build)",
         "",
-        "`.venv/bin/python benchmarks/bench_deploy.py` — emulator + real Helm 4 + real registry;",
-        "median of the runs; the emulator's pods get ready 0.2 s after they start.",
+        f"`{command_line('benchmarks.bench_deploy')}`",
+        "",
+        "Emulator + real Helm 4 + real registry, chart from the local directory; N deployments",
+        "registered, then `deployment deploy --skip-build -n loc-0` redeploys one of them;",
+        f"median of {args.runs} runs; the emulator's pods get ready 0.2 s after they start.",
+        "API requests include Helm's own.",
         "",
         "| deployments registered | wall time (s) | API requests | by verb |",
         "| ---: | ---: | ---: | --- |",
     ]
-    for size, seconds, total, verbs in rows:
-        lines.append(f"| {size} | {seconds:.2f} | {total:.0f} | {verbs} |")
+    for size, seconds, total, by_verb in rows:
+        lines.append(f"| {size} | {seconds:.2f} | {total:.0f} | {by_verb} |")
     lines += [
         "",
         "## Start-up (median of 10 runs)",
@@ -133,13 +139,13 @@ def main() -> int:
         "| --- | ---: |",
         *(f"| `dagster-uc {label}` | {seconds:.3f} |" for label, seconds in start.items()),
         "",
+        f"Load average (1 min) before/after: {load_before} / {load_average()}.",
     ]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        out = ROOT / "docs" / "benchmarks" / "deploy.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        out = write_section("deploy", text)
+        print(f"\nwrote {out.relative_to(ROOT)}")
     return 0
 
 

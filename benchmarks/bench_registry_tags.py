@@ -2,9 +2,9 @@
 
 Runs against the real docker-registry (which answers tag lists in one page) and through
 stack.registry.PaginatingProxy, which pages tag lists at 100 per page like Docker Hub, GHCR or
-distribution 3. Prints a Markdown table; with --write, also writes docs/benchmarks/registry.md.
+distribution 3. Prints a Markdown table; with --write, also writes its docs/benchmarks.md part.
 
-    .venv/bin/python benchmarks/bench_registry_tags.py [--tags 5000] [--runs 7] [--write]
+    .venv/bin/python -m benchmarks.bench_registry_tags [--tags 5000] [--runs 7] [--write]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from benchmarks.report import command_line, load_average, write_section  # noqa: E402
 from dagster_uc.registry import RegistryClient  # noqa: E402
 from stack.registry import LocalRegistry, PaginatingProxy, push_many_tags  # noqa: E402
 
@@ -106,8 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tags", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--write", action="store_true", help="write docs/benchmarks/registry.md")
+    parser.add_argument("--write", action="store_true", help="write its docs/benchmarks.md part")
     args = parser.parse_args()
+    load_before = load_average()
 
     rows: list[tuple[str, str, float, int, int]] = []
     with LocalRegistry("none") as registry:
@@ -145,18 +147,18 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        out = ROOT / "docs" / "benchmarks" / "registry.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
+        out = write_section(
+            "registry",
             "## Registry: listing tags\n\n"
-            "`benchmarks/bench_registry_tags.py` lists every tag of one repository through\n"
-            "`dagster_uc.registry.RegistryClient` and through `podman search --list-tags`.\n"
-            "HTTP requests are counted by a proxy in front of the registry (the paged rows use\n"
-            "a proxy that pages tag lists at 100 per page, as Docker Hub, GHCR and distribution 3\n"
-            "do; Debian's docker-registry 2.8 answers in one page). The in-process row is what\n"
-            "dagster-uc pays inside a command; the new-process row adds Python start-up.\n\n"
+            f"`{command_line('benchmarks.bench_registry_tags')}`\n\n"
+            "Lists every tag of one repository through `dagster_uc.registry.RegistryClient`\n"
+            "and through `podman search --list-tags`. HTTP requests are counted by a proxy in\n"
+            "front of the registry (the paged rows use a proxy that pages tag lists at 100 per\n"
+            "page, as Docker Hub, GHCR and distribution 3 do; Debian's docker-registry 2.8\n"
+            "answers in one page). The in-process row is what dagster-uc pays inside a command;\n"
+            "the new-process row adds Python start-up.\n\n"
             + table
-            + "\n"
+            + f"\n\nLoad average (1 min) before/after: {load_before} / {load_average()}.\n",
         )
         print(f"\nwrote {out.relative_to(ROOT)}")
 

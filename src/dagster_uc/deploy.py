@@ -20,10 +20,7 @@ from dagster_uc.errors import UsageError
 from dagster_uc.values import DeploymentRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from dagster_uc.config import Config
-    from dagster_uc.lock import DeployLock
     from dagster_uc.naming import DeploymentName
     from dagster_uc.progress import Steps
     from dagster_uc.session import Session
@@ -148,8 +145,6 @@ def deploy(
     session: Session | None = None,
 ) -> DeployResult:
     from dagster_uc.context import image_repository_for, resolve_deployment_name
-    from dagster_uc.lock import DeployLock
-    from dagster_uc.rollout import terminate_as_interrupt
     from dagster_uc.session import Session
     from dagster_uc.values import build_entry, find_entry, upsert_entry
 
@@ -214,47 +209,19 @@ def deploy(
             name.name, history
         )
 
-    lock = DeployLock(
-        session.client,
-        config.namespace,
-        config.uc_deployment_semaphore_name,
-        lease_seconds=config.deploy_lock_lease_seconds,
+    from dagster_uc.rollout import WaitTarget, apply_change_locked
+
+    result = apply_change_locked(
+        session,
+        change,
+        steps=steps,
+        reset_lock=options.reset_lock,
+        start=state,
+        wait_for=lambda _after: [WaitTarget(name.name, plan.image)],
+        wait=options.wait,
+        timeout_s=options.timeout_s,
+        force_restart=options.force or config.cicd,
     )
-    with terminate_as_interrupt():
-        return _locked_rollout(session, plan, change, lock, options, steps, state)
-
-
-def _locked_rollout(
-    session: Session,
-    plan: DeployPlan,
-    change: Callable[[StateSnapshot], StateSnapshot],
-    lock: DeployLock,
-    options: DeployOptions,
-    steps: Steps,
-    state: StateSnapshot,
-) -> DeployResult:
-    """Under the deploy lock: write the state, roll it out, release the lock whatever happens."""
-    from dagster_uc.rollout import WaitTarget, apply_change
-
-    config = session.config
-    name = plan.name
-    try:
-        with steps.step("Taking the deploy lock"):
-            lock.acquire(
-                force=options.reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")
-            )
-        result = apply_change(
-            session,
-            change,
-            steps=steps,
-            start=state,
-            wait_for=lambda _after: [WaitTarget(name.name, plan.image)],
-            wait=options.wait,
-            timeout_s=options.timeout_s,
-            force_restart=options.force or config.cicd,
-        )
-    finally:
-        lock.release()
     return DeployResult(plan, location_url(config, name.ui_name), result.restarted)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc.errors import UsageError
+from dagster_uc.rollout import WaitTarget, apply_change_locked
 from dagster_uc.values import (
     DeploymentRecord,
     entries,
@@ -26,7 +27,7 @@ from dagster_uc.values import (
 if TYPE_CHECKING:
     from dagster_uc.pods import Diagnosis
     from dagster_uc.progress import Steps
-    from dagster_uc.rollout import ChangeResult, WaitTarget
+    from dagster_uc.rollout import WaitTarget
     from dagster_uc.session import Session
     from dagster_uc.state import StateSnapshot
 
@@ -165,36 +166,6 @@ def _origin_of(state: StateSnapshot, name: str, tag: str) -> DeploymentRecord | 
     )
 
 
-def _locked(
-    session: Session,
-    steps: Steps,
-    change: Callable[[StateSnapshot], StateSnapshot | None],
-    *,
-    reset_lock: bool = False,
-    wait_for: Callable[[StateSnapshot], list[WaitTarget]] = lambda _s: [],
-    wait: bool = True,
-    timeout_s: float = 300,
-) -> ChangeResult:
-    from dagster_uc.lock import DeployLock
-    from dagster_uc.rollout import apply_change
-
-    config = session.config
-    lock = DeployLock(
-        session.client,
-        config.namespace,
-        config.uc_deployment_semaphore_name,
-        lease_seconds=config.deploy_lock_lease_seconds,
-    )
-    with steps.step("Taking the deploy lock"):
-        lock.acquire(force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}"))
-    try:
-        return apply_change(
-            session, change, steps=steps, wait_for=wait_for, wait=wait, timeout_s=timeout_s
-        )
-    finally:
-        lock.release()
-
-
 def delete_deployments(
     session: Session,
     names: list[str],
@@ -229,7 +200,7 @@ def delete_deployments(
             )
         return result
 
-    _locked(session, steps, change, reset_lock=reset_lock)
+    apply_change_locked(session, change, steps=steps, reset_lock=reset_lock)
     return removed
 
 
@@ -252,7 +223,6 @@ def revive(
 ) -> str:
     """Deploy `name` again from an image tag already in the registry (no build)."""
     from dagster_uc.naming import image_repository, name_from_user_input
-    from dagster_uc.rollout import WaitTarget
     from dagster_uc.values import build_entry
 
     config = session.config
@@ -283,10 +253,10 @@ def revive(
             internal, current.history_of(internal).with_record(record)
         )
 
-    _locked(
+    apply_change_locked(
         session,
-        steps,
         change,
+        steps=steps,
         wait_for=lambda _s: [WaitTarget(internal, f"{repository}:{tag}")],
         wait=wait,
         timeout_s=timeout_s,
@@ -304,7 +274,6 @@ def rollback(
     timeout_s: float = 300,
 ) -> tuple[str, str]:
     """Point a deployed location back at an earlier tag; returns (from_tag, to_tag)."""
-    from dagster_uc.rollout import WaitTarget
 
     state = session.state.read()
     internal = resolve_names(state.values, [name])[0]
@@ -339,10 +308,10 @@ def rollback(
             internal, snapshot.history_of(internal).with_record(record)
         )
 
-    _locked(
+    apply_change_locked(
         session,
-        steps,
         change,
+        steps=steps,
         wait_for=lambda _s: [WaitTarget(internal, f"{repository}:{target}")],
         wait=wait,
         timeout_s=timeout_s,

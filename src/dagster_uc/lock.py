@@ -281,6 +281,14 @@ class DeployLock:
             except Exception:
                 lease = None
 
+    def ensure_held(self) -> None:
+        """Stop before a write when the lease was taken over (this process stalled past expiry)."""
+        if self.lost.is_set():
+            raise OperationError(
+                f"The deploy lock {self.name} was taken over by someone else while this command "
+                "ran; nothing more was changed, run the command again."
+            )
+
     def _read(self) -> Any:
         return read_lease(self.client, self.namespace, self.name)
 

@@ -62,8 +62,11 @@ def apply_change(
     timeout_s: float = 300,
     force_restart: bool = False,
     start: StateSnapshot | None = None,
+    guard: Callable[[], None] = lambda: None,
 ) -> ChangeResult:
     """Write `change` to the state and roll it out; restore everything if the rollout fails.
+
+    `guard` runs before each write (the lock's check that it is still held).
 
     `start`: a recent snapshot of the state to try the first compare-and-swap on (saves a
     read). Ctrl-C is held back while a ConfigMap write is in flight (so no write is cut in half)
@@ -83,9 +86,11 @@ def apply_change(
     after: StateSnapshot | None = None
     helm_ran = False
     try:
+        guard()
         with interrupts_deferred(), steps.step("Updating the list of code locations"):
             before, after = session.state.update(change, start=start)
             session.state.write_workspace(workspace_yaml(after.values))
+        guard()
         with steps.step(f"Rolling out Helm release {release}"):
             helm_ran = True
             helm.upgrade_install(release, chart_source(config), dump_yaml(after.values))
@@ -117,6 +122,50 @@ def apply_change(
             )
         restarted = [n for n in names if n not in missing]
     return ChangeResult(before, after, restarted, [t.name for t in wait_for(after)] if wait else [])
+
+
+def apply_change_locked(
+    session: Session,
+    change: Callable[[StateSnapshot], StateSnapshot | None],
+    *,
+    steps: Steps,
+    reset_lock: bool = False,
+    wait_for: Callable[[StateSnapshot], list[WaitTarget]] = lambda _s: [],
+    wait: bool = True,
+    timeout_s: float = 300,
+    force_restart: bool = False,
+    start: StateSnapshot | None = None,
+) -> ChangeResult:
+    """`apply_change` under the deploy lock, which is released whatever happens (and SIGTERM
+    is handled like Ctrl-C meanwhile, so a cancelled CI job still restores and releases)."""
+    from dagster_uc.lock import DeployLock
+
+    config = session.config
+    lock = DeployLock(
+        session.client,
+        config.namespace,
+        config.uc_deployment_semaphore_name,
+        lease_seconds=config.deploy_lock_lease_seconds,
+    )
+    with terminate_as_interrupt():
+        try:
+            with steps.step("Taking the deploy lock"):
+                lock.acquire(
+                    force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")
+                )
+            return apply_change(
+                session,
+                change,
+                steps=steps,
+                wait_for=wait_for,
+                wait=wait,
+                timeout_s=timeout_s,
+                force_restart=force_restart,
+                start=start,
+                guard=lock.ensure_held,
+            )
+        finally:
+            lock.release()
 
 
 @contextmanager

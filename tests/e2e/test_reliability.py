@@ -533,79 +533,40 @@ def test_the_api_requests_of_a_redeploy(stack: Stack) -> None:
 
 # ------------------------------------------------------------------------------- the original tool
 
-ORIGINAL_VERSION = "0.5.6"
-ORIGINAL_VENV = Path(__file__).resolve().parents[2] / ".cache" / "orig-venv"
-
 
 @pytest.fixture(scope="session")
 def original_dagster_uc() -> Path:
     """The original dagster-uc from PyPI, in a virtualenv of its own (made once)."""
-    binary = ORIGINAL_VENV / "bin" / "dagster-uc"
-    stamp = ORIGINAL_VENV / f"dagster-uc-{ORIGINAL_VERSION}.installed"
-    if not stamp.is_file():
-        subprocess.run(["python3", "-m", "venv", str(ORIGINAL_VENV)], check=True)
-        subprocess.run(
-            [
-                str(ORIGINAL_VENV / "bin" / "pip"),
-                "install",
-                "-q",
-                f"dagster-uc=={ORIGINAL_VERSION}",
-            ],
-            check=True,
-        )
-        stamp.write_text(ORIGINAL_VERSION)
-    assert binary.is_file()
-    return binary
+    from stack.original import ensure_original
+
+    return ensure_original()
 
 
 def original_config(stack: Stack, chart_path: str) -> dict[str, Any]:
     """A config in the original tool's format (every field it requires, a `defaults` block)."""
-    return {
-        "defaults": {
-            "environment": "dev",
-            "container_registry": stack.registry.host,
-            "dockerfile": "Dockerfile",
-            "image_prefix": stack.prefix,
-            "namespace": stack.namespace,
-            "node": "pool1",
-            "code_path": "demo_project/definitions.py",
-            "docker_root": "/app",
-            "repository_root": ".",
-            "dagster_version": "1.8.4",
-            "image_pull_secrets": [],
-            "user_code_deployment_env_secrets": [{"name": "team-secrets"}],
-            "user_code_deployment_env": [{"name": "TEAM", "value": "data"}],
-            "cicd": False,
-            "limits": {"cpu": "1", "memory": "1Gi"},
-            "requests": {"cpu": "100m", "memory": "256Mi"},
-            "kubernetes_context": stack.kube.context,
-            "docker_env_vars": [],
-            "use_az_login": False,
-            "container_registry_chart_path": chart_path,
-            "dagster_gui_url": "http://dagster.example",
-        },
-        "dev": {},
-    }
+    from stack.original import original_config as config_for
+
+    return config_for(
+        registry=stack.registry.host,
+        image_prefix=stack.prefix,
+        namespace=stack.namespace,
+        kubernetes_context=stack.kube.context,
+        chart_path=chart_path,
+    )
 
 
 @pytest.mark.parametrize("helm_major", [3], indirect=True, ids=["helm3"])
 def test_a_cluster_set_up_by_the_original_dagster_uc_keeps_its_state(
     stack: Stack, original_dagster_uc: Path, tmp_path: Path
 ) -> None:
-    from stack.chart import package_chart, push_oci_chart
+    from stack.original import publish_chart, write_registries_conf
 
     # The original fetches its chart from oci://<registry>/<container_registry_chart_path>
     # and talks to the registry through podman, which must be told it is plain HTTP.
-    chart_repo = f"{stack.prefix}-charts"
-    push_oci_chart(package_chart(tmp_path / "chart", "1.8.4"), stack.registry.host, chart_repo)
-    registries_conf = tmp_path / "registries.conf"
-    registries_conf.write_text(
-        f'[[registry]]\nlocation = "{stack.registry.host}"\ninsecure = true\n'
-    )
+    chart_path = publish_chart(tmp_path / "chart", stack.registry.host, f"{stack.prefix}-charts")
+    registries_conf = write_registries_conf(tmp_path / "registries.conf", stack.registry.host)
     config_file = tmp_path / "original-config.yaml"
-    config_file.write_text(
-        yaml.safe_dump(original_config(stack, f"{chart_repo}/dagster-user-deployments"))
-    )
+    config_file.write_text(yaml.safe_dump(original_config(stack, chart_path)))
     env = {**stack.env, "CONTAINERS_REGISTRIES_CONF": str(registries_conf)}
     original_name = "demo-project--feat-original"
     # Its tag lookup (`podman search --list-tags`) fails on a repository that does not exist
