@@ -86,6 +86,23 @@ def _by_owner(objs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _pod_from_template(owner: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """A new pod of `owner` (ReplicaSet or Job) from its pod template."""
+    meta, tmeta = owner["metadata"], template.get("metadata") or {}
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": f"{meta['name']}-{_suffix()}",
+            "namespace": meta["namespace"],
+            "labels": dict(tmeta.get("labels") or {}),
+            "ownerReferences": [_owner_ref(owner)],
+        },
+        "spec": copy.deepcopy(template.get("spec") or {}),
+    }
+    if tmeta.get("annotations"):
+        body["metadata"]["annotations"] = dict(tmeta["annotations"])
+    return body
+
+
 def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": owner["apiVersion"],
@@ -508,21 +525,8 @@ class Controllers:
         desired = int(spec.get("replicas", 1))
         template = spec.get("template") or {}
         for _ in range(desired - len(pods)):
-            tmeta = template.get("metadata") or {}
-            body = {
-                "metadata": {
-                    "name": f"{meta['name']}-{_suffix()}",
-                    "namespace": ns,
-                    "labels": dict(tmeta.get("labels") or {}),
-                    "annotations": dict(tmeta.get("annotations") or {}),
-                    "ownerReferences": [_owner_ref(rs)],
-                },
-                "spec": copy.deepcopy(template.get("spec") or {}),
-            }
-            if not body["metadata"]["annotations"]:
-                del body["metadata"]["annotations"]
             try:
-                pod = self.api.create(POD, ns, body)
+                pod = self.api.create(POD, ns, _pod_from_template(rs, template))
             except ApiError:
                 continue
             pods.append(pod)
@@ -836,22 +840,9 @@ class Controllers:
             )
             return 1.0
         template = spec.get("template") or {}
-        tmeta = template.get("metadata") or {}
         for _ in range(max(0, min(parallelism, completions - succeeded) - active)):
-            body = {
-                "metadata": {
-                    "name": f"{meta['name']}-{_suffix()}",
-                    "namespace": ns,
-                    "labels": dict(tmeta.get("labels") or {}),
-                    "annotations": dict(tmeta.get("annotations") or {}),
-                    "ownerReferences": [_owner_ref(job)],
-                },
-                "spec": copy.deepcopy(template.get("spec") or {}),
-            }
-            if not body["metadata"]["annotations"]:
-                del body["metadata"]["annotations"]
             try:
-                pod = self.api.create(POD, ns, body)
+                pod = self.api.create(POD, ns, _pod_from_template(job, template))
             except ApiError:
                 continue
             active += 1
