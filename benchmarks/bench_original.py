@@ -60,6 +60,7 @@ class Sample:
     rss_tree_kib: int
     rss_cli_kib: int
     requests: collections.Counter[str]
+    paths: collections.Counter[tuple[str, str]]
     helm: list[str]
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -119,6 +120,7 @@ def measure(
         rss_tree_kib=usage.ru_maxrss,
         rss_cli_kib=peak[0],
         requests=collections.Counter(verb for verb, _path in emu.request_counts.elements()),
+        paths=collections.Counter(emu.request_counts),
         helm=[args for args in helm_log.read_text().splitlines() if args],
         marks=marks,
     )
@@ -165,6 +167,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,10,30")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="write its docs/benchmarks.md part")
+    parser.add_argument(
+        "--paths", action="store_true", help="print the API requests by path (last run) to stderr"
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     load_before = load_average()
@@ -250,6 +255,11 @@ def main() -> int:
             for _ in range(args.runs):  # interleaved, so load changes hit both alike
                 ours.append(measure(ours_cmd, project, env, emu, helm_log))
                 theirs.append(measure(original_cmd, project, env, emu, helm_log))
+            if args.paths:
+                for label, samples in (("ours", ours), ("original", theirs)):
+                    print(f"N={size} {label}:", file=sys.stderr)
+                    for (verb, path), n in sorted(samples[-1].paths.items()):
+                        print(f"  {n:4d} {verb:6s} {path}", file=sys.stderr)
             results.append((size, "ours", summarize(ours)))
             results.append((size, f"original {ORIGINAL_VERSION}", summarize(theirs)))
             print(f"N={size}: done", file=sys.stderr)

@@ -46,6 +46,7 @@ class DeployPlan:
     repository: str
     tag: str
     entry: dict[str, Any]
+    record: DeploymentRecord
     new_location: bool
     restart_dagster: bool
 
@@ -162,7 +163,6 @@ def deploy(
         registry_tags = session.registry.list_tags(session.registry_path(repository))
         steps.note(f"deployment {name.name} (Dagster UI: {name.ui_name}), image {repository}")
 
-    commit = _commit_or_none(cwd)
     if options.skip_build:
         tag = latest_version_tag(registry_tags, config.dagster_version)
         if tag is None:
@@ -170,42 +170,51 @@ def deploy(
                 f"--skip-build needs an existing image, but {repository} has no tag for Dagster "
                 f"{config.dagster_version}; deploy once without --skip-build."
             )
-    elif options.dry_run:
+    else:
         from dagster_uc.versioning import next_tag
 
         tag = next_tag(config.dagster_version, registry_tags, recorded_tags(state, name.name))
-    else:
-        tag, state = reserve_tag(session, name.name, registry_tags, start=state)
 
-    record = DeploymentRecord(
-        tag=tag,
-        by=deployer_identity(),
-        at=now_iso(),
-        action="deploy",
-        commit=commit,
-        branch=None if config.cicd else _git_branch_or_none(cwd),
-        cicd=config.cicd,
-    )
-    entry = build_entry(config, name=name.name, repository=repository, tag=tag, record=record)
-    new_location = find_entry(state.values, name.name) is None
-    plan = DeployPlan(
-        name=name,
-        repository=repository,
-        tag=tag,
-        entry=entry,
-        new_location=new_location,
-        restart_dagster=new_location or options.force or config.cicd,
-    )
+    def make_plan(tag: str, state: StateSnapshot) -> DeployPlan:
+        record = DeploymentRecord(
+            tag=tag,
+            by=deployer_identity(),
+            at=now_iso(),
+            action="deploy",
+            commit=_commit_or_none(cwd),
+            branch=None if config.cicd else _git_branch_or_none(cwd),
+            cicd=config.cicd,
+        )
+        new_location = find_entry(state.values, name.name) is None
+        return DeployPlan(
+            name=name,
+            repository=repository,
+            tag=tag,
+            entry=build_entry(
+                config, name=name.name, repository=repository, tag=tag, record=record
+            ),
+            record=record,
+            new_location=new_location,
+            restart_dagster=new_location or options.force or config.cicd,
+        )
+
+    plan = make_plan(tag, state)
+    render_check(session, plan, state, steps)
     if options.dry_run:
         print_plan(session, plan, state)
         return DeployResult(plan, location_url(config, name.ui_name), [])
+    if not options.skip_build:
+        # Only now, with every input checked, is the tag taken for good (the provisional one
+        # may have been taken meanwhile by a concurrent deploy of the same name).
+        tag, state = reserve_tag(session, name.name, registry_tags, start=state)
+        plan = make_plan(tag, state)
 
     if not options.skip_build:
         _build_and_push(config, plan, cwd, options, steps)
 
     def change(current: StateSnapshot) -> StateSnapshot:
-        history = current.history_of(name.name).with_record(record)
-        return replace(current, values=upsert_entry(current.values, entry)).with_history(
+        history = current.history_of(name.name).with_record(plan.record)
+        return replace(current, values=upsert_entry(current.values, plan.entry)).with_history(
             name.name, history
         )
 
@@ -223,6 +232,22 @@ def deploy(
         force_restart=options.force or config.cicd,
     )
     return DeployResult(plan, location_url(config, name.ui_name), result.restarted)
+
+
+def render_check(session: Session, plan: DeployPlan, state: StateSnapshot, steps: Steps) -> None:
+    """Render the chart with the planned values (`helm template`, no cluster access) before
+    anything is built or pushed: an unreachable chart or values the chart rejects stop here."""
+    from dagster_uc.helm import chart_source
+    from dagster_uc.state import dump_yaml
+    from dagster_uc.values import upsert_entry
+
+    chart = chart_source(session.config)
+    with steps.step(f"Rendering chart {chart.describe()}"):
+        session.helm.template(
+            session.config.helm_release_name,
+            chart,
+            dump_yaml(upsert_entry(state.values, plan.entry)),
+        )
 
 
 def print_plan(session: Session, plan: DeployPlan, state: StateSnapshot) -> None:

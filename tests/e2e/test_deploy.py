@@ -238,3 +238,12 @@ def test_az_login_with_a_fake_az_logs_podman_in(stack: Stack, tmp_path) -> None:
         result = stack.ok("deployment", "deploy", env={"PATH": path})
         assert private.password not in result.output  # type: ignore[operator]
         assert stack.entry(NAME)["image"]["repository"].startswith(private.host)  # type: ignore[index]
+
+
+def test_a_chart_that_cannot_be_rendered_stops_before_anything_is_built(stack: Stack) -> None:
+    stack.write_config(helm_chart_path=str(stack.project / "no-such-chart"))
+    result = stack.run("deployment", "deploy")
+    assert result.returncode == 1
+    assert "helm template" in result.stderr and "no-such-chart" in result.stderr
+    assert stack.tags(NAME) == []
+    assert stack.configmap("dagster-user-deployments-values-yaml") is None
