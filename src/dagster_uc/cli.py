@@ -81,6 +81,11 @@ def run(function: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
     except (typer.Exit, typer.BadParameter):
         raise
+    except BrokenPipeError:
+        # The reader of our output went away (`dagster-uc list | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(141) from None
     except typer.Abort:
         output.error("Aborted.")
         raise typer.Exit(130) from None
