@@ -209,15 +209,15 @@ def _chart_args(chart: ChartSource) -> list[str]:
     return args
 
 
-def _wait_args(major: int, wait: bool) -> list[str]:
+def _wait_args(major: int | None, wait: bool) -> list[str]:
     if not wait:
         return []
-    return ["--wait"] if major < 4 else ["--wait=watcher"]
+    return ["--wait"] if major is not None and major < 4 else ["--wait=watcher"]
 
 
 def upgrade_command(
     options: HelmOptions,
-    major: int,
+    major: int | None,
     release: str,
     chart: ChartSource,
     values_path: str,
@@ -363,8 +363,10 @@ class Helm:
         timeout_s: int | None = None,
         wait: bool = False,
     ) -> HelmResult:
-        """`helm upgrade --install` with `values_yaml`; raises OperationError with Helm's text."""
-        major = self.major_version()
+        """`helm upgrade --install` with `values_yaml`; raises OperationError with Helm's text.
+
+        Helm's version is asked only when `--wait` needs it (it is spelled differently in 4)."""
+        major = self.major_version() if wait else None
         with _private_values_file(values_yaml) as values_path:
             cmd = upgrade_command(
                 self.options, major, release, chart, values_path, timeout_s=timeout_s, wait=wait
@@ -415,7 +417,7 @@ class Helm:
         self, release: str, revision: int, *, timeout_s: int | None = None, wait: bool = False
     ) -> None:
         """`helm rollback <release> <revision>` (creates a new revision with the old content)."""
-        major = self.major_version()
+        major = self.major_version() if wait else None
         cmd = [self.options.binary, "rollback", release, str(revision)]
         cmd += _connection_args(self.options) + _wait_args(major, wait)
         if timeout_s is not None:
