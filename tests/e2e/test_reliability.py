@@ -51,10 +51,14 @@ class Proc:
             start_new_session=True,
         )
         self.lines: list[str] = []
-        self.stdout = ""
+        self._stdout: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # Drain stdout as it comes: a pipe nobody reads fills up (it may hold as little as
+        # one page) and then blocks the command.
+        self._stdout_reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._stdout_reader.start()
 
     def _read(self) -> None:
         assert self.popen.stderr is not None
@@ -62,6 +66,15 @@ class Proc:
             with self._changed:
                 self.lines.append(line)
                 self._changed.notify_all()
+
+    def _read_stdout(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._stdout.append(line)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self._stdout)
 
     @property
     def pid(self) -> int:
@@ -84,10 +97,9 @@ class Proc:
                 self._changed.wait(0.1)
 
     def finish(self, timeout: float = 300) -> Result:
-        assert self.popen.stdout is not None
-        self.stdout = self.popen.stdout.read()
         code = self.popen.wait(timeout=timeout)
         self._reader.join(timeout=10)
+        self._stdout_reader.join(timeout=10)
         return Result(code, self.stdout, self.stderr)
 
     def kill_group(self) -> None:
