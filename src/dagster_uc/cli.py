@@ -467,6 +467,8 @@ def deployment_delete(
                     )
                 except typer.Abort:
                     confirmed = False
+                if not output.is_tty(sys.stdin):
+                    sys.stderr.write("\n")  # the answer came from a pipe: end the prompt's line
                 if not confirmed:
                     raise OperationError(
                         "Nothing was deleted; answer 'y' or pass --yes to delete every deployment."
