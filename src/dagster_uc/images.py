@@ -71,12 +71,9 @@ def prune_images(session: Session, *, keep: int, dry_run: bool) -> list[Reposito
     for name, history in state.history.items():
         repo = image_repository(config.container_registry, config.image_prefix, name)
         protected.setdefault(repo, set()).update(r.tag for r in history.records)
-    prefix = session.registry_path(
-        image_repository(config.container_registry, config.image_prefix, "x")
-    )
-    prefix = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
     host = config.container_registry.rstrip("/")
-    if prefix:
+    if config.image_prefix.strip("/"):
+        prefix = session.registry_path(f"{host}/{config.image_prefix.strip('/')}")
         repositories = session.registry.catalog(prefix)
     else:
         # Without an image prefix the registry holds other images too: only ours are touched.

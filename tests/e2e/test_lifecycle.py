@@ -754,3 +754,26 @@ def test_check_waits_for_a_pod_that_never_comes(stack: Stack) -> None:
     assert "No pod of demo-project--no-pods appeared within 1 s." in result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "did not report that it started" in lines[0]
+
+
+def test_image_prune_without_an_image_prefix_touches_only_deployment_repositories(
+    stack: Stack,
+) -> None:
+    stack.write_config(image_prefix="")
+    stack.checkout(f"feat/{stack.prefix}")  # a repository name no other test uses
+    stack.ok("deployment", "deploy")
+    name = f"demo-project--feat-{stack.prefix}"
+    push_many_tags(stack.registry, name, [f"1.8.4-{n}" for n in range(1, 5)], distinct_digests=True)
+    unrelated = f"{stack.prefix}-other/app"
+    push_many_tags(
+        stack.registry, unrelated, [f"1.8.4-{n}" for n in range(6)], distinct_digests=True
+    )
+
+    stack.ok("image", "prune", "--keep", "1")
+
+    def tags(repository: str) -> list[str]:
+        url = f"http://{stack.registry.host}/v2/{repository}/tags/list"
+        return sorted(httpx.get(url).json().get("tags") or [])
+
+    assert tags(name) == ["1.8.4-0", "1.8.4-4"], "the newest and the deployed tag stay"
+    assert len(tags(unrelated)) == 6, "a repository that is not a deployment's is untouched"
