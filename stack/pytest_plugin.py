@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -62,20 +63,31 @@ def emulator() -> Iterator[Emulator]:
         emu.stop()
 
 
-@pytest.fixture
-def kube(emulator: Emulator, tmp_path: Path) -> Iterator[KubeEnv]:
-    """A fresh seeded namespace, deleted (with everything in it) after the test."""
+@contextmanager
+def seeded_namespace(
+    cluster: Any, tmp_path: Path, *, kubeconfig: Path | None = None, context: str = TEST_CONTEXT
+) -> Iterator[KubeEnv]:
+    """A fresh namespace seeded like Dagster's chart leaves it, deleted afterwards.
+
+    `cluster` is the emulator, or a `stack.real_cluster.KubectlCluster` (then `kubeconfig`
+    and `context` name the real cluster)."""
     from stack.emulator import seed_dagster
 
     namespace = f"t-{uuid.uuid4().hex[:10]}"
-    seed_dagster(emulator, namespace=namespace, dagster_version=DAGSTER_VERSION)
-    kubeconfig = emulator.write_kubeconfig(
-        tmp_path / "kubeconfig", context=TEST_CONTEXT, namespace=namespace
-    )
-    yield KubeEnv(
-        emulator=emulator, kubeconfig=Path(kubeconfig), context=TEST_CONTEXT, namespace=namespace
-    )
-    emulator.delete("v1", "namespaces", None, namespace)
+    seed_dagster(cluster, namespace=namespace, dagster_version=DAGSTER_VERSION)
+    if kubeconfig is None:
+        kubeconfig = Path(
+            cluster.write_kubeconfig(tmp_path / "kubeconfig", context=context, namespace=namespace)
+        )
+    yield KubeEnv(emulator=cluster, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    cluster.delete("v1", "namespaces", None, namespace)
+
+
+@pytest.fixture
+def kube(emulator: Emulator, tmp_path: Path) -> Iterator[KubeEnv]:
+    """A fresh seeded namespace, deleted (with everything in it) after the test."""
+    with seeded_namespace(emulator, tmp_path) as env:
+        yield env
 
 
 @pytest.fixture

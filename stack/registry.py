@@ -637,7 +637,7 @@ def tiny_image(label: str = "dagster-uc test image") -> TinyImage:
 def _registry_target(
     registry: LocalRegistry | str, repository: str, auth: tuple[str, str] | None
 ) -> tuple[str, dict[str, str]]:
-    if isinstance(registry, LocalRegistry):
+    if not isinstance(registry, str):  # LocalRegistry, or another registry object alike
         return registry.url, registry.admin_headers(repository)
     base = registry if "://" in registry else f"http://{registry}"
     if auth is not None:

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from stack.chart import CHART_DIR
-from stack.pytest_plugin import KubeEnv
+from stack.pytest_plugin import KubeEnv, seeded_namespace
+from stack.real_cluster import KubectlCluster, RemoteRegistry, real_context
 from stack.registry import LocalRegistry
 from stack.tools import Tools
 
@@ -74,6 +75,11 @@ class Stack:
             "dockerfile": "Dockerfile",
             "use_project_name": True,
         }
+        base_image = os.environ.get("DAGSTER_UC_E2E_BASE_IMAGE")
+        if real_context() and base_image:
+            # The demo Dockerfile's `ARG BASE_IMAGE`: an image with Dagster, so the code
+            # server really starts on a real cluster.
+            dev["docker_env_vars"] = [f"BASE_IMAGE={base_image}"]
         dev.update(self.config_overrides)
         dev.update(overrides)
         return dev
@@ -180,9 +186,30 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def registry() -> Iterator[LocalRegistry]:
+def registry() -> Iterator[Any]:
+    remote = os.environ.get("DAGSTER_UC_E2E_REGISTRY")
+    if real_context() and remote:
+        yield RemoteRegistry(remote)
+        return
     with LocalRegistry() as reg:
         yield reg
+
+
+@pytest.fixture
+def kube(request: pytest.FixtureRequest, tools: Tools, tmp_path: Path) -> Iterator[KubeEnv]:
+    """The emulator's fresh namespace, or with DAGSTER_UC_E2E_CONTEXT one on a real cluster
+    (see stack/real_cluster.py)."""
+    context = real_context()
+    if context is None:
+        with seeded_namespace(request.getfixturevalue("emulator"), tmp_path) as env:
+            yield env
+        return
+    kubeconfig = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
+    cluster = KubectlCluster(context, kubectl=str(tools.kubectl), kubeconfig=str(kubeconfig))
+    with seeded_namespace(
+        cluster, tmp_path, kubeconfig=kubeconfig.expanduser(), context=context
+    ) as env:
+        yield env
 
 
 @pytest.fixture(params=[4], ids=["helm4"])
