@@ -24,6 +24,13 @@ def image_env(image: str) -> list[str]:
     return json.loads(done.stdout)
 
 
+def mark_webserver_restart(stack: Stack, stamp: str) -> None:
+    """Set the webserver's restart stamp, to see afterwards whether a deploy replaced it."""
+    annotations = {"kubectl.kubernetes.io/restartedAt": stamp}
+    patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+    stack.emulator.patch("apps/v1", "deployments", stack.namespace, WEBSERVER, patch)
+
+
 @pytest.mark.parametrize("helm_major", [3, 4], indirect=True, ids=["helm3", "helm4"])
 def test_first_deploy_registers_builds_rolls_out_and_reloads_dagster(stack: Stack) -> None:
     result = stack.ok("deployment", "deploy", "--timeout", "60")
@@ -105,19 +112,7 @@ def test_skip_build_deploys_the_newest_existing_image(stack: Stack) -> None:
 
 def test_force_reloads_dagster_for_an_existing_location(stack: Stack) -> None:
     stack.ok("deployment", "deploy")
-    stack.emulator.patch(
-        "apps/v1",
-        "deployments",
-        stack.namespace,
-        WEBSERVER,
-        {
-            "spec": {
-                "template": {
-                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}
-                }
-            }
-        },
-    )
+    mark_webserver_restart(stack, "x")
     stack.ok("deployment", "deploy", "--skip-build")
     assert stack.restarted_at(WEBSERVER) == "x", "an image update alone reloads nothing"
     stack.ok("deployment", "deploy", "--force", "--skip-build")
@@ -132,19 +127,7 @@ def test_cicd_names_the_deployment_after_the_environment(stack: Stack) -> None:
     assert entry["annotations"].get("dagster-uc.io/cicd") == "true"
     assert "BRANCH_NAME=acc" in image_env(f"{entry['image']['repository']}:1.8.4-0")
     webserver = stack.restarted_at(WEBSERVER)
-    stack.emulator.patch(
-        "apps/v1",
-        "deployments",
-        stack.namespace,
-        WEBSERVER,
-        {
-            "spec": {
-                "template": {
-                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "x"}}
-                }
-            }
-        },
-    )
+    mark_webserver_restart(stack, "x")
     stack.ok("deployment", "deploy", "--skip-build")
     assert stack.restarted_at(WEBSERVER) != "x", "cicd always reloads Dagster"
     assert webserver is not None
