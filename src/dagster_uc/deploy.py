@@ -11,7 +11,7 @@ import datetime as dt
 import getpass
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,7 +147,7 @@ def deploy(
 ) -> DeployResult:
     from dagster_uc.context import image_repository_for, resolve_deployment_name
     from dagster_uc.session import Session
-    from dagster_uc.values import build_entry, find_entry, upsert_entry
+    from dagster_uc.values import build_entry, find_entry
 
     session = session or Session(config)
     if config.use_az_login and not options.dry_run:
@@ -213,10 +213,7 @@ def deploy(
         _build_and_push(config, plan, cwd, options, steps)
 
     def change(current: StateSnapshot) -> StateSnapshot:
-        history = current.history_of(name.name).with_record(plan.record)
-        return replace(current, values=upsert_entry(current.values, plan.entry)).with_history(
-            name.name, history
-        )
+        return current.with_deployment(plan.entry, plan.record)
 
     from dagster_uc.rollout import WaitTarget, apply_change_locked
 

@@ -21,7 +21,6 @@ from dagster_uc.values import (
     record_of,
     remove_entries,
     retag_entry,
-    upsert_entry,
 )
 
 if TYPE_CHECKING:
@@ -249,9 +248,7 @@ def revive(
             raise UsageError(
                 f"Deployment {internal} was deployed meanwhile by someone else; nothing changed."
             )
-        return replace(current, values=upsert_entry(current.values, entry)).with_history(
-            internal, current.history_of(internal).with_record(record)
-        )
+        return current.with_deployment(entry, record)
 
     apply_change_locked(
         session,
@@ -303,10 +300,7 @@ def rollback(
         existing = find_entry(snapshot.values, internal)
         if existing is None:
             raise UsageError(f"Deployment {internal} was deleted meanwhile; nothing changed.")
-        updated = retag_entry(existing, tag=target, record=record)
-        return replace(snapshot, values=upsert_entry(snapshot.values, updated)).with_history(
-            internal, snapshot.history_of(internal).with_record(record)
-        )
+        return snapshot.with_deployment(retag_entry(existing, tag=target, record=record), record)
 
     apply_change_locked(
         session,

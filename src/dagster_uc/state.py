@@ -11,14 +11,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dagster_uc.errors import OperationError
 from dagster_uc.kube import api_error_code, api_errors, describe_api_error
 from dagster_uc.values import (
     DeploymentHistory,
+    DeploymentRecord,
     history_from_document,
     history_to_document,
+    upsert_entry,
 )
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ VALUES_KEY = "yaml"
 HISTORY_KEY = "dagster-uc-history.yaml"
 WORKSPACE_KEY = "workspace.yaml"
 MAX_ATTEMPTS = 12
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class StateSnapshot:
 
     def with_history(self, name: str, history: DeploymentHistory) -> StateSnapshot:
         return replace(self, history={**self.history, name: history})
+
+    def with_deployment(self, entry: dict[str, Any], record: DeploymentRecord) -> StateSnapshot:
+        """`entry` added or replacing its namesake, and `record` appended to its history."""
+        name = entry["name"]
+        updated = replace(self, values=upsert_entry(self.values, entry))
+        return updated.with_history(name, self.history_of(name).with_record(record))
 
 
 def parse_values_text(text: str | None, *, source: str) -> dict[str, Any]:
@@ -101,9 +110,8 @@ class ClusterState:
         None means "nothing to write". `start`, a snapshot read or written a moment ago, saves
         the first read: if it is stale the write conflicts and the loop reads afresh.
         """
-        from lightkube import ApiError
 
-        for attempt in range(MAX_ATTEMPTS):
+        def attempt_write(attempt: int) -> tuple[StateSnapshot, StateSnapshot]:
             if attempt == 0 and start is not None and start.source is not None:
                 configmap = start.source
             else:
@@ -116,27 +124,12 @@ class ClusterState:
             after = change(before)
             if after is None:
                 return before, before
-            try:
-                written = self._write_values(configmap, after)
-            except ApiError as exc:
-                if api_error_code(exc) in (404, 409):
-                    _backoff(attempt)
-                    continue
-                raise OperationError(
-                    f"Could not write ConfigMap {self.values_name} "
-                    f"({describe_api_error(exc)}); try again."
-                ) from exc
-            except httpx_errors() as exc:
-                raise OperationError(
-                    f"Could not write ConfigMap {self.values_name} "
-                    f"({describe_api_error(exc)}); try again."
-                ) from exc
+            written = self._write_values(configmap, after)
             return before, replace(
                 after, resource_version=_resource_version(written), source=written
             )
-        raise OperationError(
-            f"ConfigMap {self.values_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
-        )
+
+        return self._compare_and_swap(self.values_name, attempt_write)
 
     def read_workspace(self) -> str | None:
         configmap = self._get(self.workspace_name, f"read ConfigMap {self.workspace_name}")
@@ -146,41 +139,48 @@ class ClusterState:
 
     def write_workspace(self, text: str) -> bool:
         """Make the workspace ConfigMap hold `text`; True when it had to change."""
-        from lightkube import ApiError
         from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.core_v1 import ConfigMap
 
-        for attempt in range(MAX_ATTEMPTS):
+        def attempt_write(_attempt: int) -> bool:
             configmap = self._get(self.workspace_name, f"read ConfigMap {self.workspace_name}")
-            try:
-                if configmap is None:
-                    self.client.create(
-                        ConfigMap(
-                            metadata=ObjectMeta(name=self.workspace_name, namespace=self.namespace),
-                            data={WORKSPACE_KEY: text},
-                        )
+            if configmap is None:
+                self.client.create(
+                    ConfigMap(
+                        metadata=ObjectMeta(name=self.workspace_name, namespace=self.namespace),
+                        data={WORKSPACE_KEY: text},
                     )
-                    return True
-                if (configmap.data or {}).get(WORKSPACE_KEY) == text:
-                    return False
-                configmap.data = {**(configmap.data or {}), WORKSPACE_KEY: text}
-                self.client.replace(configmap)
+                )
                 return True
+            if (configmap.data or {}).get(WORKSPACE_KEY) == text:
+                return False
+            configmap.data = {**(configmap.data or {}), WORKSPACE_KEY: text}
+            self.client.replace(configmap)
+            return True
+
+        return self._compare_and_swap(self.workspace_name, attempt_write)
+
+    def _compare_and_swap(self, name: str, attempt_write: Callable[[int], T]) -> T:
+        """Run one read-modify-write of ConfigMap `name` until it lands without a conflict
+        (409, or 404 when it vanished meanwhile); other failures are one sentence."""
+        from lightkube import ApiError
+
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return attempt_write(attempt)
             except ApiError as exc:
                 if api_error_code(exc) in (404, 409):
                     _backoff(attempt)
                     continue
                 raise OperationError(
-                    f"Could not write ConfigMap {self.workspace_name} "
-                    f"({describe_api_error(exc)}); try again."
+                    f"Could not write ConfigMap {name} ({describe_api_error(exc)}); try again."
                 ) from exc
             except httpx_errors() as exc:
                 raise OperationError(
-                    f"Could not write ConfigMap {self.workspace_name} "
-                    f"({describe_api_error(exc)}); try again."
+                    f"Could not write ConfigMap {name} ({describe_api_error(exc)}); try again."
                 ) from exc
         raise OperationError(
-            f"ConfigMap {self.workspace_name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
+            f"ConfigMap {name} kept changing under us ({MAX_ATTEMPTS} conflicts); try again."
         )
 
     def _initial_values(self) -> dict[str, Any]:
