@@ -149,8 +149,22 @@ def deployment_name(entry_name: str, release: str = RELEASE) -> str:
     return f"{fullname[:63].rstrip('-')}-{entry_name}"
 
 
-def copy_chart(dest_dir: Path) -> Path:
-    """A private copy of the chart directory (for tests that edit the chart)."""
+#: Dagster's published chart validates values against Kubernetes schemas on another host.
+REAL_SCHEMA_DEFS = "https://kubernetesjsonschema.dev/v1.18.0/_definitions.json"
+#: A host that never resolves (RFC 2606), standing in for that host when it cannot be reached.
+UNREACHABLE_SCHEMA_DEFS = "https://kubernetesjsonschema.invalid/v1.18.0/_definitions.json"
+SCHEMA_TEMPLATE = Path(__file__).resolve().parent / "chart" / "schema" / "values.schema.json"
+
+
+def copy_chart(dest_dir: Path, *, schema_defs_url: str | None = None) -> Path:
+    """A private copy of the chart directory (for tests that edit the chart).
+
+    With ``schema_defs_url`` the copy gets a ``values.schema.json`` that, like the real chart's,
+    refers to Kubernetes definitions at that address (see ``UNREACHABLE_SCHEMA_DEFS``).
+    """
     target = dest_dir / CHART_NAME
     shutil.copytree(CHART_DIR, target)
+    if schema_defs_url is not None:
+        schema = SCHEMA_TEMPLATE.read_text().replace("K8S_DEFS", schema_defs_url)
+        (target / "values.schema.json").write_text(schema)
     return target

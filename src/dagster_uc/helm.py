@@ -25,12 +25,14 @@ import re
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
 
 #: Release statuses meaning an earlier Helm run was interrupted and the release is locked.
@@ -191,6 +193,37 @@ def helm_error_text(stderr: str, stdout: str = "") -> str:
     return " ".join(part.strip() for part in tail) or "no error output"
 
 
+#: Helm's words for values its chart's `values.schema.json` refused, or could not be compiled.
+_SCHEMA_ERROR = "values don't meet the specifications of the schema"
+#: What follows them when a schema the chart refers to could not be fetched: Helm 3 (gojsonschema)
+#: says `Get "<url>": dial tcp ...` or `Could not read schema from HTTP, response status is 404`;
+#: Helm 4 (santhosh-tekuri/jsonschema) says `failing loading "<url>": ...`.
+_SCHEMA_FETCH_FAILURE = re.compile(
+    r'Could not read schema from|failing loading "|Get "https?://|no such host', re.IGNORECASE
+)
+_URL = re.compile(r"https?://[^\s\"]+")
+
+
+def is_schema_fetch_failure(message: str) -> bool:
+    """True when Helm refused the values only because a referenced schema could not be fetched
+    (no network, a dead schema host): the values themselves were never checked."""
+    return _SCHEMA_ERROR in message and bool(_SCHEMA_FETCH_FAILURE.search(message))
+
+
+def without_external_refs(schema: Any) -> Any:
+    """A copy of a JSON schema with every `$ref` to another document removed (the local rules,
+    `#/...` references included, stay), so it can be checked without network access."""
+    if isinstance(schema, dict):
+        return {
+            key: without_external_refs(value)
+            for key, value in schema.items()
+            if not (key == "$ref" and isinstance(value, str) and not value.startswith("#"))
+        }
+    if isinstance(schema, list):
+        return [without_external_refs(item) for item in schema]
+    return schema
+
+
 def _connection_args(options: HelmOptions) -> list[str]:
     args = ["-n", options.namespace, "--kube-context", options.kube_context]
     if options.kubeconfig:
@@ -293,6 +326,9 @@ class Helm:
 
     options: HelmOptions
     _major: int | None = field(default=None, init=False, repr=False)
+    #: Helm's error when a schema the chart refers to could not be fetched (seen once, the
+    #: later calls of this process skip the failing attempt).
+    _unreachable_schema: str | None = field(default=None, init=False, repr=False)
 
     def _binary(self) -> str:
         binary = self.options.binary
@@ -367,11 +403,23 @@ class Helm:
 
         Helm's version is asked only when `--wait` needs it (it is spelled differently in 4)."""
         major = self.major_version() if wait else None
-        with _private_values_file(values_yaml) as values_path:
-            cmd = upgrade_command(
-                self.options, major, release, chart, values_path, timeout_s=timeout_s, wait=wait
-            )
-            run = self._run(cmd, timeout_s=(timeout_s or _DEFAULT_TIMEOUT_S) + _GRACE_S)
+        options = self.options
+        if self._unreachable_schema and not options.skip_schema_validation:
+            self._check_values_offline(release, chart, values_yaml, self._unreachable_schema)
+            options = replace(options, skip_schema_validation=True)
+
+        def upgrade(options: HelmOptions) -> _Run:
+            with _private_values_file(values_yaml) as values_path:
+                cmd = upgrade_command(
+                    options, major, release, chart, values_path, timeout_s=timeout_s, wait=wait
+                )
+                return self._run(cmd, timeout_s=(timeout_s or _DEFAULT_TIMEOUT_S) + _GRACE_S)
+
+        run = upgrade(options)
+        message = helm_error_text(run.stderr, run.stdout) if run.returncode != 0 else ""
+        if not options.skip_schema_validation and is_schema_fetch_failure(message):
+            self._check_values_offline(release, chart, values_yaml, message)
+            run = upgrade(replace(options, skip_schema_validation=True))
         if run.returncode != 0:
             raise OperationError(
                 f"helm upgrade of release {release} failed: "
@@ -388,16 +436,51 @@ class Helm:
         return HelmResult(release=release, revision=revision, status=status)
 
     def template(self, release: str, chart: ChartSource, values_yaml: str) -> str:
-        """The manifests the chart renders for `values_yaml` (no cluster access)."""
+        """The manifests the chart renders for `values_yaml` (no cluster access).
+
+        When the chart's schema refers to a schema that cannot be fetched, the values are
+        checked against the rest of it and rendered without it (one warning)."""
+        run = self._template_run(self.options, release, chart, values_yaml)
+        if run.returncode == 0:
+            return run.stdout
+        message = helm_error_text(run.stderr, run.stdout)
+        if not self.options.skip_schema_validation and is_schema_fetch_failure(message):
+            return self._check_values_offline(release, chart, values_yaml, message)
+        raise OperationError(f"helm template of release {release} failed: {message}")
+
+    def _template_run(
+        self, options: HelmOptions, release: str, chart: ChartSource, values_yaml: str
+    ) -> _Run:
         with _private_values_file(values_yaml) as values_path:
-            run = self._run(
-                template_command(self.options, release, chart, values_path),
+            return self._run(
+                template_command(options, release, chart, values_path),
                 timeout_s=_DEFAULT_TIMEOUT_S,
             )
+
+    def _check_values_offline(
+        self, release: str, chart: ChartSource, values_yaml: str, fetch_error: str
+    ) -> str:
+        """Render a copy of the chart whose schemas lost their references to other documents:
+        a real violation of the rest of the schema still fails. Returns the manifests and
+        warns (once per process) that Helm goes on with `--skip-schema-validation`."""
+        with tempfile.TemporaryDirectory(prefix="dagster-uc-chart-") as tmp:
+            local = _local_chart_copy(self, chart, Path(tmp))
+            for schema_file in local.rglob("values.schema.json"):
+                schema = json.loads(schema_file.read_text(encoding="utf-8"))
+                schema_file.write_text(json.dumps(without_external_refs(schema)), "utf-8")
+            run = self._template_run(self.options, release, ChartSource(str(local)), values_yaml)
         if run.returncode != 0:
             raise OperationError(
                 f"helm template of release {release} failed: "
                 f"{helm_error_text(run.stderr, run.stdout)}"
+            )
+        if self._unreachable_schema is None:
+            found = _URL.search(fetch_error)
+            self._unreachable_schema = fetch_error
+            output.warning(
+                f"The chart's values schema refers to {found.group(0) if found else 'a schema'}, "
+                "which could not be fetched; the values were checked against the rest of the "
+                "schema and Helm runs with --skip-schema-validation."
             )
         return run.stdout
 
@@ -473,6 +556,28 @@ class Helm:
         if run.returncode != 0:
             message = helm_error_text(run.stderr, run.stdout).replace(password, "***")
             raise OperationError(f"helm registry login to {host} failed: {message}")
+
+
+def _local_chart_copy(helm: Helm, chart: ChartSource, dest: Path) -> Path:
+    """The chart as a directory under `dest`: a copy of a local directory or `.tgz`, or
+    `helm pull --untar` of a repository or OCI chart."""
+    if chart.is_local:
+        source = Path(chart.ref)
+        if source.is_dir():
+            return Path(shutil.copytree(source, dest / source.name))
+        with tarfile.open(source) as archive:
+            archive.extractall(dest, filter="data")
+    else:
+        cmd = [helm.options.binary, "pull", chart.ref, *_chart_args(chart)]
+        run = helm._run([*cmd, "--untar", "--untardir", str(dest)], timeout_s=_DEFAULT_TIMEOUT_S)
+        if run.returncode != 0:
+            raise OperationError(
+                f"helm pull of {chart.describe()} failed: {helm_error_text(run.stderr, run.stdout)}"
+            )
+    unpacked = [p for p in dest.iterdir() if p.is_dir()]
+    if len(unpacked) != 1:
+        raise OperationError(f"The chart {chart.describe()} did not unpack to one directory.")
+    return unpacked[0]
 
 
 class _private_values_file:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from dagster_uc.errors import UsageError
+from dagster_uc.errors import OperationError, UsageError
 from dagster_uc.helm import (
     ChartSource,
+    Helm,
     HelmOptions,
     chart_source,
     helm_error_text,
     is_loopback_host,
+    is_schema_fetch_failure,
     parse_history,
     parse_major_version,
     registry_login_command,
     template_command,
     upgrade_command,
+    without_external_refs,
 )
+from stack.chart import UNREACHABLE_SCHEMA_DEFS, copy_chart
+from stack.tools import Tools
+from tests.helm.chart_values import values_yaml
 
 
 @dataclass
@@ -188,3 +195,80 @@ def test_parse_history() -> None:
     assert [r.revision for r in revs] == [1, 2]
     assert revs[-1].status == "deployed"
     assert parse_history("") == []
+
+
+SCHEMA_HEAD = "values don't meet the specifications of the schema(s) in the following chart(s):"
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        # Helm 3.17 (gojsonschema): no network, a dead port, a 404.
+        'Get "https://kubernetesjsonschema.dev/v1.18.0/_definitions.json": dial tcp: lookup '
+        "kubernetesjsonschema.dev on 10.255.255.53:53: no such host",
+        'dagster-user-deployments: Get "http://127.0.0.1:9/d.json": dial tcp 127.0.0.1:9: '
+        "connect: connection refused",
+        "dagster-user-deployments: Could not read schema from HTTP, response status is 404 "
+        "File not found",
+        # Helm 4.1 (santhosh-tekuri/jsonschema).
+        'dagster-user-deployments: failing loading "http://127.0.0.1:18765/d.json": HTTP request'
+        " to http://127.0.0.1:18765/d.json returned status 404 (Not Found)",
+    ],
+)
+def test_a_schema_that_cannot_be_fetched_is_recognised(detail: str) -> None:
+    assert is_schema_fetch_failure(f"{SCHEMA_HEAD} {detail}")
+
+
+def test_a_schema_violation_is_not_a_fetch_failure() -> None:
+    violation = (
+        f"{SCHEMA_HEAD} dagster-user-deployments: - rbacEnabled: Invalid type. "
+        "Expected: boolean, given: string"
+    )
+    assert not is_schema_fetch_failure(violation)
+    assert not is_schema_fetch_failure('UPGRADE FAILED: Get "https://api:6443/x": dial tcp')
+
+
+def test_without_external_refs_keeps_local_refs_and_the_rest() -> None:
+    schema = {
+        "definitions": {
+            "Affinity": {"$ref": "https://k8s.example/defs.json#/Affinity", "type": "object"},
+            "Policy": {"enum": ["Always"]},
+        },
+        "properties": {"a": {"anyOf": [{"$ref": "#/definitions/Affinity"}, {"type": "null"}]}},
+    }
+    assert without_external_refs(schema) == {
+        "definitions": {"Affinity": {"type": "object"}, "Policy": {"enum": ["Always"]}},
+        "properties": {"a": {"anyOf": [{"$ref": "#/definitions/Affinity"}, {"type": "null"}]}},
+    }
+    assert "$ref" in schema["definitions"]["Affinity"], "the input is not changed"
+
+
+@pytest.mark.parametrize("which", ["helm3", "helm4"])
+def test_template_falls_back_when_the_schema_host_is_unreachable(
+    tools: Tools, tmp_path: Path, which: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chart = copy_chart(tmp_path, schema_defs_url=UNREACHABLE_SCHEMA_DEFS)
+    helm = Helm(HelmOptions("ctx", "ns", binary=str(getattr(tools, which))))
+
+    rendered = helm.template("dagster-user-code", ChartSource(str(chart)), values_yaml(("a", "1")))
+
+    assert "name: dagster-user-code-dagster-user-deployments-a" in rendered
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "Warning" in line]
+    assert len(warnings) == 1
+    assert "kubernetesjsonschema.invalid" in warnings[0]
+    assert "--skip-schema-validation" in warnings[0]
+
+
+@pytest.mark.parametrize("which", ["helm3", "helm4"])
+def test_a_real_violation_still_fails_when_the_schema_host_is_unreachable(
+    tools: Tools, tmp_path: Path, which: str
+) -> None:
+    chart = copy_chart(tmp_path, schema_defs_url=UNREACHABLE_SCHEMA_DEFS)
+    helm = Helm(HelmOptions("ctx", "ns", binary=str(getattr(tools, which))))
+    bad = values_yaml(("a", "1")).replace("IfNotPresent", "Sometimes")
+
+    with pytest.raises(OperationError) as failed:
+        helm.template("dagster-user-code", ChartSource(str(chart)), bad)
+
+    assert "pullPolicy" in str(failed.value)
+    assert "kubernetesjsonschema" not in str(failed.value)

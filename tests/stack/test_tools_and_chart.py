@@ -184,3 +184,29 @@ def test_package_chart_any_version(tools: Tools, tmp_path: Path) -> None:
     assert chart["version"] == "1.9.3" and chart["appVersion"] == "1.9.3"
     lint = subprocess.run([str(tools.helm3), "lint", str(tgz)], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize("which", ["helm3", "helm4"])
+def test_chart_renders_role_rolebinding_and_service_account_by_default(
+    tools: Tools, tmp_path: Path, which: str
+) -> None:
+    """Like Dagster's chart (`rbacEnabled: true`): whoever runs `helm upgrade` needs the rights
+    to create these, so the stack must render them too."""
+    docs = by_kind_name(render(tmp_path, getattr(tools, which), VALUES))
+    full = "dagster-user-code-dagster-user-deployments"
+    account = f"{full}-user-deployments"
+    assert ("ServiceAccount", account) in docs
+    role = docs[("Role", f"{full}-role")]
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in role["rules"]}
+    assert rules[(("batch",), ("jobs", "jobs/status", "cronjobs"))] == ["*"]
+    assert rules[(("",), ("pods", "pods/log", "pods/status"))] == ["*"]
+    binding = docs[("RoleBinding", f"{full}-rolebinding")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": f"{full}-role",
+    }
+
+    off = by_kind_name(render(tmp_path, getattr(tools, which), {**VALUES, "rbacEnabled": False}))
+    assert not {kind for kind, _ in off} & {"Role", "RoleBinding"}
