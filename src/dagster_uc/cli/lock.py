@@ -1,0 +1,53 @@
+"""`dagster-uc lock status|release`: inspect or release the deploy lock."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dagster_uc import output
+from dagster_uc.cli.base import OutputFormat, OutputOption, _session, app, load, run
+
+lock_app = typer.Typer(
+    name="lock",
+    help="Inspect or release the deploy lock.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(lock_app)
+
+
+@lock_app.command("status")
+def lock_status(output_format: OutputOption = OutputFormat.text) -> None:
+    """Who holds the deploy lock, since when and until when."""
+
+    def body() -> None:
+        from dagster_uc.lock import lock_status as read_status
+
+        loaded = load()
+        status = read_status(_session(loaded).client, loaded.config)
+        if output_format is OutputFormat.json:
+            output.print_json(status.to_json())
+            return
+        output.result(status.describe())
+
+    run(body)
+
+
+@lock_app.command("release")
+def lock_release(
+    force: Annotated[
+        bool, typer.Option("--force", help="Release a lock held by someone else.")
+    ] = False,
+) -> None:
+    """Release the deploy lock (someone else's only with --force)."""
+
+    def body() -> None:
+        from dagster_uc.lock import release_lock
+
+        loaded = load()
+        message = release_lock(_session(loaded).client, loaded.config, force=force)
+        output.success(message)
+
+    run(body)
