@@ -215,6 +215,10 @@ class Config(BaseModel):
     helm_release_name: Text = Field(
         "dagster-user-code", description="Helm release holding all user-code deployments."
     )
+    code_server_container_name: Text = Field(
+        "dagster-user-deployments",
+        description="Code-server container of each location's pods (the chart's name); found by name next to injected sidecars.",
+    )
     dagster_webserver_deployment_name: Text = Field(
         "dagster-dagster-webserver",
         description="Webserver Deployment, restarted when the set of locations changes.",

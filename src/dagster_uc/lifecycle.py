@@ -24,7 +24,7 @@ from dagster_uc.values import (
 )
 
 if TYPE_CHECKING:
-    from dagster_uc.pods import Diagnosis
+    from dagster_uc.pods import Diagnosis, PodStatus
     from dagster_uc.progress import Steps
     from dagster_uc.rollout import WaitTarget
     from dagster_uc.session import Session
@@ -94,11 +94,13 @@ def rows_from_state(
 
 def list_deployments(session: Session) -> list[DeploymentRow]:
     """Two API calls: the values ConfigMap and one pod list."""
-    from dagster_uc.pods import readiness_summary
+    from dagster_uc.pods import UserCode, readiness_summary
 
     values = session.state.read().values
     names = [e["name"] for e in entries(values)]
-    readiness = readiness_summary(session.client, session.config.namespace, names) if names else {}
+    scope = UserCode.of(session.config)
+    namespace = session.config.namespace
+    readiness = readiness_summary(session.client, namespace, names, scope=scope) if names else {}
     return rows_from_state(values, readiness)
 
 
@@ -486,30 +488,37 @@ def check(
     import time
     from dataclasses import replace as replaced
 
-    from dagster_uc.pods import diagnose, follow_logs_until, format_diagnosis
+    from dagster_uc.pods import UserCode, diagnose, follow_logs_until, format_diagnosis
 
     state = session.state.read()
     internal = resolve_names(state.values, [name])[0]
     namespace = session.config.namespace
+    scope = UserCode.of(session.config)
     deadline = time.monotonic() + timeout_s
-    diagnosis = diagnose(session.client, namespace, internal, tail_lines=0)
+    diagnosis = diagnose(session.client, namespace, internal, tail_lines=0, scope=scope)
     on_status(format_diagnosis(replaced(diagnosis, logs={})))
     pod = _newest_pod(diagnosis)
     while pod is None and time.monotonic() < deadline:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        diagnosis = diagnose(session.client, namespace, internal, tail_lines=0)
+        diagnosis = diagnose(session.client, namespace, internal, tail_lines=0, scope=scope)
         pod = _newest_pod(diagnosis)
     started = False
     if pod is not None:
         remaining = max(0.0, deadline - time.monotonic())
         started = follow_logs_until(
-            session.client, namespace, pod, STARTED_LINE, remaining, on_line=on_line
+            session.client,
+            namespace,
+            pod.name,
+            STARTED_LINE,
+            remaining,
+            on_line=on_line,
+            container=pod.container,
         )
-    diagnosis = replaced(diagnose(session.client, namespace, internal, tail_lines=0), logs={})
-    return CheckResult(internal, started, pod, diagnosis)
+    diagnosis = diagnose(session.client, namespace, internal, tail_lines=0, scope=scope)
+    return CheckResult(internal, started, pod.name if pod else None, replaced(diagnosis, logs={}))
 
 
-def _newest_pod(diagnosis: Diagnosis) -> str | None:
+def _newest_pod(diagnosis: Diagnosis) -> PodStatus | None:
     """The pod to follow: the newest one that is not going away."""
     live = [p for p in diagnosis.pods if not p.terminating]
-    return live[-1].name if live else None
+    return live[-1] if live else None

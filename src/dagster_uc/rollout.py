@@ -217,16 +217,21 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 def _wait_all(session: Session, targets: list[WaitTarget], timeout_s: float) -> None:
-    from dagster_uc.pods import diagnose, format_diagnosis, wait_for_rollout
+    from dagster_uc.pods import UserCode, diagnose, format_diagnosis, wait_for_rollout
 
+    scope = UserCode.of(session.config)
+    namespace = session.config.namespace
     for target in targets:
         result = wait_for_rollout(
-            session.client, session.config.namespace, target.name, target.image, timeout_s
+            session.client, namespace, target.name, target.image, timeout_s, scope=scope
         )
         if not result.ok:
-            diagnosis = format_diagnosis(
-                diagnose(session.client, session.config.namespace, target.name)
-            )
+            try:
+                diagnosis = format_diagnosis(
+                    diagnose(session.client, namespace, target.name, scope=scope)
+                )
+            except OperationError as exc:  # the reason above matters more than the details
+                diagnosis = f"Could not diagnose {target.name}: {exc}"
             raise RolloutFailed(target.name, result.message, diagnosis)
 
 

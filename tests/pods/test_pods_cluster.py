@@ -14,6 +14,7 @@ import yaml
 from dagster_uc.helm import ChartSource, Helm, HelmOptions
 from dagster_uc.pods import (
     CODE_SERVER_STARTED,
+    UserCode,
     diagnose,
     events_for,
     follow_logs_until,
@@ -25,6 +26,7 @@ from dagster_uc.pods import (
 )
 
 RELEASE = "dagster-user-code"
+SCOPE = UserCode(RELEASE)
 REPO = "registry.test/team"
 
 
@@ -83,7 +85,13 @@ def test_wait_for_rollout_success_and_update(cluster: Cluster) -> None:
     cluster.install(("foo", "1"))
     progress: list[str] = []
     result = wait_for_rollout(
-        cluster.client, cluster.ns, "foo", image("foo", "1"), 60, on_progress=progress.append
+        cluster.client,
+        cluster.ns,
+        "foo",
+        image("foo", "1"),
+        60,
+        on_progress=progress.append,
+        scope=SCOPE,
     )
     assert result.ok, result.message
     assert not result.timed_out and result.reason is None
@@ -92,9 +100,13 @@ def test_wait_for_rollout_success_and_update(cluster: Cluster) -> None:
     assert [p.image for p in result.pods if p.ready] == [image("foo", "1")]
 
     cluster.install(("foo", "2"))
-    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "2"), 60)
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "2"), 60, scope=SCOPE)
     assert result.ok, result.message
-    live = [p for p in pods_for_deployment(cluster.client, cluster.ns, "foo") if not p.terminating]
+    live = [
+        p
+        for p in pods_for_deployment(cluster.client, cluster.ns, "foo", scope=SCOPE)
+        if not p.terminating
+    ]
     assert [p.image for p in live] == [image("foo", "2")]
     assert all(p.ready and p.phase == "Running" for p in live)
 
@@ -102,13 +114,13 @@ def test_wait_for_rollout_success_and_update(cluster: Cluster) -> None:
 def test_wait_for_rollout_times_out_on_unready_pod_and_diagnoses(cluster: Cluster) -> None:
     cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
     cluster.install(("foo", "1"))
-    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 3)
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 3, scope=SCOPE)
     assert not result.ok
     assert result.timed_out and result.reason == "Timeout"
     assert result.message.startswith("timed out after 3s: ")
     assert result.pods and not any(p.ready for p in result.pods)
 
-    d = diagnose(cluster.client, cluster.ns, "foo")
+    d = diagnose(cluster.client, cluster.ns, "foo", scope=SCOPE)
     assert d.deployment == f"{RELEASE}-dagster-user-deployments-foo"
     assert (d.desired, d.ready) == (1, 0)
     assert d.events, "events about the Deployment, ReplicaSet or pod"
@@ -123,31 +135,37 @@ def test_wait_for_rollout_times_out_on_unready_pod_and_diagnoses(cluster: Cluste
 def test_neighbours_health_does_not_matter(cluster: Cluster) -> None:
     cluster.kube.emulator.hold_unready(cluster.ns, "deployment=bar")
     cluster.install(("foo", "1"), ("bar", "1"))
-    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60)
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=SCOPE)
     assert result.ok, result.message
-    summary = readiness_summary(cluster.client, cluster.ns, ["foo", "bar", "gone"])
+    summary = readiness_summary(cluster.client, cluster.ns, ["foo", "bar", "gone"], scope=SCOPE)
     assert summary == {"foo": (1, 1), "bar": (0, 1), "gone": (0, 0)}
 
 
 def test_wrong_image_never_counts_as_rolled_out(cluster: Cluster) -> None:
     cluster.install(("foo", "1"))
-    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "other"), 2)
+    result = wait_for_rollout(
+        cluster.client, cluster.ns, "foo", image("foo", "other"), 2, scope=SCOPE
+    )
     assert result.timed_out
     assert "not " + image("foo", "other") in result.message
 
 
 def test_missing_deployment_times_out(cluster: Cluster) -> None:
-    result = wait_for_rollout(cluster.client, cluster.ns, "nothing", image("nothing", "1"), 1)
+    result = wait_for_rollout(
+        cluster.client, cluster.ns, "nothing", image("nothing", "1"), 1, scope=SCOPE
+    )
     assert result.timed_out and result.deployment is None
     assert "no Deployment labelled deployment=nothing" in result.message
-    d = diagnose(cluster.client, cluster.ns, "nothing")
+    d = diagnose(cluster.client, cluster.ns, "nothing", scope=SCOPE)
     assert d.deployment is None and d.pods == [] and d.logs == {}
 
 
 def test_follow_logs_until_finds_startup_line(cluster: Cluster) -> None:
     cluster.install(("foo", "1"))
-    assert wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60).ok
-    pod = pods_for_deployment(cluster.client, cluster.ns, "foo")[0].name
+    assert wait_for_rollout(
+        cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=SCOPE
+    ).ok
+    pod = pods_for_deployment(cluster.client, cluster.ns, "foo", scope=SCOPE)[0].name
     seen: list[str] = []
     assert follow_logs_until(cluster.client, cluster.ns, pod, CODE_SERVER_STARTED, 30, seen.append)
     assert any("Started Dagster code server for file /app/foo/definitions.py" in s for s in seen)
@@ -160,8 +178,8 @@ def test_follow_logs_until_finds_startup_line(cluster: Cluster) -> None:
 def test_follow_logs_until_times_out_on_held_pod(cluster: Cluster) -> None:
     cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
     cluster.install(("foo", "1"))
-    wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 1)
-    pods = pods_for_deployment(cluster.client, cluster.ns, "foo")
+    wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 1, scope=SCOPE)
+    pods = pods_for_deployment(cluster.client, cluster.ns, "foo", scope=SCOPE)
     assert pods
     seen: list[str] = []
     assert not follow_logs_until(
@@ -171,8 +189,10 @@ def test_follow_logs_until_times_out_on_held_pod(cluster: Cluster) -> None:
 
 def test_events_for_filters_by_object(cluster: Cluster) -> None:
     cluster.install(("foo", "1"), ("bar", "1"))
-    assert wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60).ok
-    pod = pods_for_deployment(cluster.client, cluster.ns, "foo")[0].name
+    assert wait_for_rollout(
+        cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=SCOPE
+    ).ok
+    pod = pods_for_deployment(cluster.client, cluster.ns, "foo", scope=SCOPE)[0].name
     events = events_for(cluster.client, cluster.ns, [pod])
     assert events and {e.object_name for e in events} == {pod}
     times = [e.last_seen for e in events if e.last_seen is not None]
@@ -183,19 +203,19 @@ def test_events_for_filters_by_object(cluster: Cluster) -> None:
 def test_crash_loop_keeps_waiting_and_recovers(cluster: Cluster) -> None:
     cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
     cluster.install(("foo", "1"))
-    first = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 2)
+    first = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 2, scope=SCOPE)
     assert first.timed_out, "CrashLoopBackOff is not fatal"
     cluster.kube.emulator.release_unready(cluster.ns, "deployment=foo")
-    second = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60)
+    second = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=SCOPE)
     assert second.ok, second.message
 
 
 def test_diagnosis_text_of_crash_looping_pod(cluster: Cluster) -> None:
     cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
     cluster.install(("foo", "1"))
-    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 3)
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 3, scope=SCOPE)
     assert result.timed_out
-    text = format_diagnosis(diagnose(cluster.client, cluster.ns, "foo", tail_lines=5))
+    text = format_diagnosis(diagnose(cluster.client, cluster.ns, "foo", tail_lines=5, scope=SCOPE))
     print(text)
     assert "CrashLoopBackOff" in text
     assert "BackOff" in text and "Back-off restarting failed container" in text
