@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import dagster
-from .api import Api, _suffix
+from .api import NS, Api, _suffix
 from .resources import BY_PATH
 from .selectors import Requirement, labels_match
 from .store import ApiError, Event, Store, now, now_micro
@@ -101,6 +101,37 @@ def _pod_from_template(owner: dict[str, Any], template: dict[str, Any]) -> dict[
     if tmeta.get("annotations"):
         body["metadata"]["annotations"] = dict(tmeta["annotations"])
     return body
+
+
+#: Namespace annotation Linkerd's proxy injector (a mutating admission webhook) acts on.
+MESH_INJECT = "linkerd.io/inject"
+MESH_PROXY = "linkerd-proxy"
+MESH_INIT = "linkerd-init"
+MESH_IMAGE = "cr.l5d.io/linkerd/proxy:edge-24.11.8"
+
+
+def inject_mesh_sidecar(namespace: dict[str, Any] | None, pod: dict[str, Any]) -> dict[str, Any]:
+    """What a service-mesh injector makes of a new pod in a namespace annotated
+    `linkerd.io/inject: enabled`: its proxy becomes the FIRST container (so the proxy is up
+    before the application starts) and an init container sets up the network."""
+    annotations = ((namespace or {}).get("metadata") or {}).get("annotations") or {}
+    spec = pod.setdefault("spec", {})
+    names = [c.get("name") for c in spec.get("containers") or []]
+    if annotations.get(MESH_INJECT) != "enabled" or MESH_PROXY in names:
+        return pod
+    spec["initContainers"] = [
+        {"name": MESH_INIT, "image": MESH_IMAGE.replace("proxy:", "proxy-init:"), "args": []},
+        *(spec.get("initContainers") or []),
+    ]
+    spec["containers"] = [
+        {
+            "name": MESH_PROXY,
+            "image": MESH_IMAGE,
+            "ports": [{"name": MESH_PROXY, "containerPort": 4143, "protocol": "TCP"}],
+        },
+        *(spec.get("containers") or []),
+    ]
+    return pod
 
 
 def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
@@ -526,7 +557,9 @@ class Controllers:
         template = spec.get("template") or {}
         for _ in range(desired - len(pods)):
             try:
-                pod = self.api.create(POD, ns, _pod_from_template(rs, template))
+                namespace = self.store.get(NS, "", ns)
+                body = inject_mesh_sidecar(namespace, _pod_from_template(rs, template))
+                pod = self.api.create(POD, ns, body)
             except ApiError:
                 continue
             pods.append(pod)

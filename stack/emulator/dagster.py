@@ -7,10 +7,20 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .emulator import Emulator
+
+class Seedable(Protocol):
+    """What `seed_dagster` needs of the `Emulator` (a protocol: no import of `emulator`)."""
+
+    dagster_version: str
+    dagster_versions: dict[str, str]
+
+    def get(
+        self, api_version: str, kind_plural: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None: ...
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
 
 DEFAULT_VERSION = "1.8.4"
 
@@ -203,7 +213,7 @@ def _helm_annotations(namespace: str) -> dict[str, str]:
 
 
 def seed_dagster(
-    emu: Emulator, namespace: str = "dagster", dagster_version: str = DEFAULT_VERSION
+    emu: Seedable, namespace: str = "dagster", dagster_version: str = DEFAULT_VERSION
 ) -> None:
     """Create what Dagster's Helm chart leaves that dagster-uc touches: the namespace, the
     webserver and daemon Deployments (their pods come from the controllers) and the

@@ -8,12 +8,13 @@ import base64
 import contextlib
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from aiohttp import web
 
 from . import dagster, patches, protobuf, tables, versions
+from .api import Api
 from .controllers import POD
 from .resources import BY_PATH, RESOURCES, VERBS, Resource, group_versions
 from .selectors import (
@@ -27,7 +28,30 @@ from .selectors import (
 from .store import ApiError, Event, bad_request, conflict
 
 if TYPE_CHECKING:
-    from .emulator import Emulator
+    from collections import Counter
+    from collections.abc import Callable
+
+    from .controllers import PodLogs
+    from .store import Store
+
+
+class Host(Protocol):
+    """What the HTTP face needs of the `Emulator` that runs it (a protocol, so this module
+    never imports `emulator`, which imports it)."""
+
+    api: Api
+    store: Store
+    logs: PodLogs
+    kube_version: str
+    dagster_version: str
+    dagster_versions: dict[str, str]
+    request_counts: Counter[tuple[str, str]]
+    exec_handler: Callable[[list[str], dict[str, Any], dict[str, Any]], Any] | None
+
+    def _take_fault(self, method: str, path: str) -> Any: ...
+    def _take_conflict(self, path: str) -> bool: ...
+    def _bump(self, res: Resource, namespace: str, name: str) -> None: ...
+
 
 JSON = "application/json"
 OBJECT_KEY = web.RequestKey("object", tuple)
@@ -87,7 +111,7 @@ def _list_item(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: Host) -> None:
         self.emu = emu
         self.api = emu.api
         self.store = emu.store
@@ -772,11 +796,17 @@ class Server:
         containers = (pod.get("spec") or {}).get("containers") or []
         name = pod["metadata"]["name"]
         if not wanted:
-            if len(containers) != 1:
+            if len(containers) != 1:  # the API server's words (LogLocation, pods/exec)
                 names = " ".join(c["name"] for c in containers)
-                raise bad_request(
+                inits = " ".join(
+                    c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []
+                )
+                message = (
                     f"a container name must be specified for pod {name}, choose one of: [{names}]"
                 )
+                if inits:
+                    message += f" or one of the init containers: [{inits}]"
+                raise bad_request(message)
             return containers[0]
         for c in containers:
             if c["name"] == wanted:

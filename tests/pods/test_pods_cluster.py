@@ -220,3 +220,73 @@ def test_diagnosis_text_of_crash_looping_pod(cluster: Cluster) -> None:
     assert "CrashLoopBackOff" in text
     assert "BackOff" in text and "Back-off restarting failed container" in text
     assert len([line for line in text.splitlines() if line.startswith("  | ")]) <= 5
+
+
+def test_a_mesh_proxy_injected_first_neither_hides_the_rollout_nor_the_logs(
+    cluster: Cluster,
+) -> None:
+    from stack.emulator.controllers import MESH_INJECT, MESH_PROXY
+
+    annotations = {"metadata": {"annotations": {MESH_INJECT: "enabled"}}}
+    cluster.kube.emulator.patch("v1", "namespaces", None, cluster.ns, annotations)
+    cluster.install(("foo", "1"))
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=SCOPE)
+    assert result.ok, result.message
+    pod = result.pods[0]
+    assert pod.images[0].startswith("cr.l5d.io/linkerd/proxy:"), "the proxy is listed first"
+    assert (pod.container, pod.image) == ("dagster-user-deployments", image("foo", "1"))
+    assert MESH_PROXY not in pod_logs(cluster.client, cluster.ns, pod.name, container=pod.container)
+    seen: list[str] = []
+    assert follow_logs_until(
+        cluster.client,
+        cluster.ns,
+        pod.name,
+        CODE_SERVER_STARTED,
+        30,
+        seen.append,
+        container=pod.container,
+    )
+    d = diagnose(cluster.client, cluster.ns, "foo", scope=SCOPE)
+    assert CODE_SERVER_STARTED.search(d.logs[pod.name]) and not d.unread
+    assert d.image == image("foo", "1")
+
+
+def test_a_location_named_daemon_never_sees_dagsters_own_daemon(cluster: Cluster) -> None:
+    ours = f"{RELEASE}-dagster-user-deployments-daemon"
+    theirs = cluster.kube.emulator.get("apps/v1", "deployments", cluster.ns, "dagster-daemon")
+    assert theirs["metadata"]["labels"]["deployment"] == "daemon", "seeded like the main chart"
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=daemon,component=user-deployments")
+    cluster.install(("daemon", "1"))
+    result = wait_for_rollout(
+        cluster.client, cluster.ns, "daemon", image("daemon", "1"), 2, scope=SCOPE
+    )
+    assert result.timed_out and result.deployment == ours
+    assert [p.image for p in result.pods] == [image("daemon", "1")]
+    assert readiness_summary(cluster.client, cluster.ns, ["daemon"], scope=SCOPE) == {
+        "daemon": (0, 1)
+    }
+    d = diagnose(cluster.client, cluster.ns, "daemon", scope=SCOPE)
+    assert d.deployment == ours and [p.image for p in d.pods] == [image("daemon", "1")]
+    assert all(p.name.startswith(ours) for p in d.pods)
+
+
+def test_diagnosis_without_permission_on_events_and_logs_says_what_it_could_not_read(
+    cluster: Cluster,
+) -> None:
+    cluster.kube.emulator.hold_unready(cluster.ns, "deployment=foo")
+    cluster.install(("foo", "1"))
+    wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 2, scope=SCOPE)
+    emulator = cluster.kube.emulator
+    emulator.inject_fault("GET", f"/namespaces/{cluster.ns}/events$", status=403, times=None)
+    emulator.inject_fault("GET", "/pods/[^/]+/log$", status=403, times=None)
+    try:
+        d = diagnose(cluster.client, cluster.ns, "foo", scope=SCOPE)
+    finally:
+        emulator.clear_faults()
+    pod = d.pods[0].name
+    assert d.deployment and d.pods and d.events == [] and d.logs == {}
+    assert d.unread["events"].startswith("the Kubernetes API answered 403")
+    assert d.unread[f"the log of pod {pod}"].startswith("the Kubernetes API answered 403")
+    text = format_diagnosis(d)
+    assert "Recent events: could not be read (the Kubernetes API answered 403" in text
+    assert f"Could not read the log of pod {pod}: the Kubernetes API answered 403" in text

@@ -204,3 +204,52 @@ def test_format_diagnosis() -> None:
     empty = format_diagnosis(Diagnosis("bar", None, 0, 0, None, [], [], {}), now=NOW)
     assert "no Deployment labelled deployment=bar" in empty
     assert "Pods: none" in empty and "Recent events: none" in empty
+
+
+def test_a_stale_progress_deadline_is_not_read_before_the_new_spec_is_observed() -> None:
+    """kubectl's order: the Progressing condition counts only once observedGeneration has
+    caught up; a location stuck past its deadline is not judged failed when the fix lands."""
+    stale = DeploymentCondition(
+        type="Progressing", status="False", reason="ProgressDeadlineExceeded"
+    )
+    dep = make_dep(generation=3, observed=2, conditions=[stale], ready=0, available=0)
+    state = rollout_state(dep, [], IMAGE, "foo")
+    assert not state.done and state.fatal_reason is None
+    assert "new spec" in state.message
+
+
+def test_a_sidecar_listed_first_is_not_taken_for_the_code_server() -> None:
+    pod = make_pod()
+    assert pod.spec is not None
+    pod.spec.containers = [
+        Container(name="istio-proxy", image="istio/proxyv2:1.24.0"),
+        Container(name="dagster-user-deployments", image=IMAGE),
+    ]
+    p = pod_status(pod)
+    assert (p.container, p.image) == ("dagster-user-deployments", IMAGE)
+    assert rollout_state(make_dep(), [p], IMAGE, "foo").done
+    other = pod_status(pod, "code")
+    assert other.container is None, "several containers, none named: no container to read"
+    assert other.images == ("istio/proxyv2:1.24.0", IMAGE)
+    assert rollout_state(make_dep(), [other], IMAGE, "foo").done
+
+
+def test_unreadable_parts_of_a_diagnosis_say_why() -> None:
+    d = Diagnosis(
+        "foo",
+        "rel-dagster-user-deployments-foo",
+        1,
+        0,
+        IMAGE,
+        [],
+        [],
+        {},
+        unread={
+            "events": "the Kubernetes API answered 403: events is forbidden",
+            "the log of pod foo-1": "the Kubernetes API answered 403: pods/log is forbidden",
+        },
+    )
+    text = format_diagnosis(d, now=NOW)
+    assert "Recent events: could not be read (the Kubernetes API answered 403: " in text
+    assert "Recent events: none" not in text
+    assert "Could not read the log of pod foo-1: the Kubernetes API answered 403: " in text
