@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dagster_uc import output
 from dagster_uc.errors import UsageError
 from dagster_uc.values import DeploymentRecord
+from dagster_uc.workspace_owner import read_workspace_owner
 
 if TYPE_CHECKING:
     from dagster_uc.config import Config
@@ -159,6 +160,11 @@ def deploy(
         repository = image_repository_for(config, name)
         _check_build_inputs(config, cwd, options)
         check_dagster_version(session)
+        owner = read_workspace_owner(
+            session.client, config.namespace, config.dagster_workspace_yaml_configmap_name
+        )
+        if not owner.ok:
+            output.warning(owner.message)
         state = session.state.read()
         registry_tags = session.registry.list_tags(session.registry_path(repository))
         steps.note(f"deployment {name.name} (Dagster UI: {name.ui_name}), image {repository}")

@@ -53,7 +53,10 @@ def find_entry(values: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def upsert_entry(values: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `values` with `entry` replacing the entry of the same name, or appended."""
+    """A copy of `values` with `entry` replacing the entry of the same name, or appended.
+
+    Dagster's chart reads pull secrets only from the top-level `imagePullSecrets` (an entry's
+    own list is ignored), so the entry's are added there too; the ones already listed stay."""
     result = copy.deepcopy(values)
     deployments = [e for e in result.get("deployments") or []]
     for index, existing in enumerate(deployments):
@@ -63,6 +66,20 @@ def upsert_entry(values: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any
     else:
         deployments.append(copy.deepcopy(entry))
     result["deployments"] = deployments
+    result["imagePullSecrets"] = merged_pull_secrets(
+        result.get("imagePullSecrets"), entry.get("imagePullSecrets")
+    )
+    return result
+
+
+def merged_pull_secrets(listed: Any, added: Any) -> list[Any]:
+    """`listed` (kept as written, in order) followed by the secrets of `added` not yet in it."""
+    result = list(listed) if isinstance(listed, list) else []
+    names = {s.get("name") for s in result if isinstance(s, dict)}
+    for secret in added if isinstance(added, list) else []:
+        if isinstance(secret, dict) and secret.get("name") not in names:
+            result.append(copy.deepcopy(secret))
+            names.add(secret.get("name"))
     return result
 
 

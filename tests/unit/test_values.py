@@ -210,3 +210,17 @@ def test_lock_status_expiry() -> None:
     assert status.is_held(start + dt.timedelta(seconds=29))
     assert not status.is_held(start + dt.timedelta(seconds=31))
     assert not LockStatus("l", None, None, None, 30, True).is_held(start)
+
+
+def test_upsert_puts_the_entrys_pull_secrets_where_the_chart_reads_them() -> None:
+    """Dagster's chart reads only the top-level `imagePullSecrets`: an entry's own list is
+    merged into it on every put; secrets someone else listed there stay."""
+    values = {"deployments": [], "imagePullSecrets": [{"name": "team-cred"}], "custom": 1}
+    e = {**entry("a"), "imagePullSecrets": [{"name": "regcred"}, {"name": "team-cred"}]}
+
+    updated = upsert_entry(values, e)
+
+    assert updated["imagePullSecrets"] == [{"name": "team-cred"}, {"name": "regcred"}]
+    assert updated["custom"] == 1
+    assert values["imagePullSecrets"] == [{"name": "team-cred"}], "the input is not mutated"
+    assert upsert_entry({"deployments": []}, entry("b"))["imagePullSecrets"] == []
