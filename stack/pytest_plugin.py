@@ -6,9 +6,11 @@ Register with ``pytest_plugins = ["stack.pytest_plugin"]`` in tests/conftest.py.
 - ``emulator`` (session): one in-process Kubernetes API emulator, namespace "dagster" seeded.
 - ``kube`` (function): a fresh seeded namespace in that emulator and a kubeconfig whose current
   context is "kind-dagster-test" pointing at it.
-- ``tool_env`` (function): environment for subprocesses: tools first on PATH, KUBECONFIG set,
+- ``clean_env`` (function): the caller's environment without anything that changes what a
+  test sees (see ``clean_environ``), with a private HOME in the test's temp dir.
+- ``tool_env`` (function): ``clean_env`` plus tools first on PATH, KUBECONFIG set,
   Helm's config/cache/data and kubectl's cache in the test's temp dir, podman builds with
-  chroot isolation.
+  chroot isolation. Every subprocess a test starts gets one of these two.
 - ``base_image`` (session): the busybox podman base image.
 - ``user_code_chart`` (session): path of the user-code chart directory.
 """
@@ -16,8 +18,9 @@ Register with ``pytest_plugins = ["stack.pytest_plugin"]`` in tests/conftest.py.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,19 @@ if TYPE_CHECKING:
     from stack.emulator import Emulator
 
 KUBE_VERSION = "v1.32.3"
+# Variables of the caller that change what a subprocess does, beyond dagster-uc's own config
+# keys (which `clean_environ` takes from the config model): CI detection, git's repository and
+# config, proxies (the stack is all loopback), the test modes' own knobs.
+_CALLER_PREFIXES = ("GIT_", "GITHUB_", "CI_", "BUILD_", "SYSTEM_", "DAGSTER_UC_E2E_")
+_CALLER_KEYS = {
+    "BRANCH_NAME",
+    "XDG_CONFIG_HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REGISTRY_AUTH_FILE",
+}
 DAGSTER_VERSION = "1.8.4"
 TEST_CONTEXT = "kind-dagster-test"
 
@@ -44,6 +60,41 @@ class KubeEnv:
     kubeconfig: Path
     context: str
     namespace: str
+
+
+def clean_environ(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: os.environ) without what would change a subprocess's behaviour, with
+    `home` as HOME (no ~/.gitconfig, ~/.kube or ~/.config of the caller) and git told to read
+    no system config either."""
+    from dagster_uc.config import config_keys  # the product's config model, not a copy
+
+    config = {key.upper() for key in config_keys()}
+    env = {
+        key: value
+        for key, value in (os.environ if base is None else base).items()
+        if key.upper() not in config
+        and key.upper() not in _CALLER_KEYS
+        and not key.upper().startswith(_CALLER_PREFIXES)
+    }
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
+def default_signals() -> None:
+    """`preexec_fn` for a child a test will signal: SIGINT and SIGTERM back to their default.
+
+    A shell starts a background job (`make test &`) with SIGINT ignored, an ignored signal stays
+    ignored across exec, and Python then installs no KeyboardInterrupt handler: without this the
+    child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return clean_environ(home)
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +142,10 @@ def kube(emulator: Emulator, tmp_path: Path) -> Iterator[KubeEnv]:
 
 
 @pytest.fixture
-def tool_env(tools: Tools, kube: KubeEnv, tmp_path: Path) -> dict[str, str]:
-    env = tools.env(dict(os.environ))
+def tool_env(
+    tools: Tools, kube: KubeEnv, clean_env: dict[str, str], tmp_path: Path
+) -> dict[str, str]:
+    env = tools.env(clean_env)
     env["KUBECONFIG"] = str(kube.kubeconfig)
     helm_home = tmp_path / "helm-home"
     for var, sub in (

@@ -35,6 +35,38 @@ class Fault:
     times: int | None
 
 
+class RequestGate:
+    """The next `count` requests matching `method` and `pattern` wait inside the server until
+    `release()`: a test uses it to line processes up (e.g. both have read before either
+    writes). Made by `Emulator.hold_requests`."""
+
+    def __init__(self, method: str, pattern: re.Pattern[str], count: int) -> None:
+        self.method = method
+        self.pattern = pattern
+        self.remaining = count
+        self.caught = 0
+        self._opened = threading.Event()
+        self._changed = threading.Condition()
+
+    def wait_caught(self, count: int, timeout: float = 120) -> None:
+        """Block until `count` requests have reached the gate (a guard against hangs)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.caught >= count, timeout):
+                raise TimeoutError(f"{self.caught} of {count} requests reached the gate")
+
+    def release(self) -> None:
+        """Let the held requests (and any later ones it would catch) through."""
+        self._opened.set()
+
+    def _catch(self) -> None:
+        with self._changed:
+            self.caught += 1
+            self._changed.notify_all()
+
+    def _wait_open(self) -> None:
+        self._opened.wait()
+
+
 class Emulator:
     """A Kubernetes API server emulator on http://host:port (plain HTTP, no auth)."""
 
@@ -56,11 +88,15 @@ class Emulator:
         self.logs = PodLogs()
         self.controllers = Controllers(self.api, self.store, ready_delay, self.logs)
         self.request_counts: Counter[tuple[str, str]] = Counter()
+        self.response_counts: Counter[tuple[str, str, int]] = Counter()  # (method, path, status)
         self.exec_handler: (
             Callable[[list[str], dict[str, Any], dict[str, Any]], ExecResult | None] | None
         ) = None
+        # (verb, resource[/subresource]) that SelfSubjectAccessReviews answer as not allowed.
+        self.denied_access: set[tuple[str, str]] = set()
         self._faults: list[Fault] = []
         self._conflicts: list[list[Any]] = []
+        self._gates: list[RequestGate] = []
         self._knob_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -127,6 +163,8 @@ class Emulator:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not thread.is_alive():
             return
+        for gate in self._gates:
+            gate.release()
         asyncio.run_coroutine_threadsafe(self._astop(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
@@ -250,10 +288,21 @@ class Emulator:
         with self._knob_lock:
             self._faults.append(Fault(method.upper(), re.compile(path_regex), status, delay, times))
 
+    def hold_requests(self, method: str, path_regex: str, count: int = 1) -> RequestGate:
+        """Hold the next `count` matching requests (method "*": any) until the returned gate
+        is released; `gate.wait_caught(n)` waits until n of them are held."""
+        gate = RequestGate(method.upper(), re.compile(path_regex), count)
+        with self._knob_lock:
+            self._gates.append(gate)
+        return gate
+
     def clear_faults(self) -> None:
         with self._knob_lock:
             self._faults.clear()
             self._conflicts.clear()
+            for gate in self._gates:
+                gate.release()
+            self._gates.clear()
 
     def inject_conflict(self, path_regex: str, times: int = 1) -> None:
         """After the next matching GET of an object is answered, modify that object, so the
@@ -263,6 +312,7 @@ class Emulator:
 
     def reset_counts(self) -> None:
         self.request_counts.clear()
+        self.response_counts.clear()
 
     def append_pod_log(
         self, namespace: str, pod: str, lines: builtins.list[str], container: str | None = None
@@ -291,6 +341,18 @@ class Emulator:
                         if f.times <= 0:
                             self._faults.remove(f)
                     return f
+        return None
+
+    def _take_gate(self, method: str, path: str) -> RequestGate | None:
+        with self._knob_lock:
+            for gate in self._gates:  # spent gates stay listed, so stop() opens them all
+                if (
+                    gate.remaining > 0
+                    and gate.method in ("*", method)
+                    and gate.pattern.search(path)
+                ):
+                    gate.remaining -= 1
+                    return gate
         return None
 
     def _take_conflict(self, path: str) -> bool:

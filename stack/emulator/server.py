@@ -46,8 +46,11 @@ class Host(Protocol):
     dagster_version: str
     dagster_versions: dict[str, str]
     request_counts: Counter[tuple[str, str]]
+    response_counts: Counter[tuple[str, str, int]]
     exec_handler: Callable[[list[str], dict[str, Any], dict[str, Any]], Any] | None
+    denied_access: set[tuple[str, str]]
 
+    def _take_gate(self, method: str, path: str) -> Any: ...
     def _take_fault(self, method: str, path: str) -> Any: ...
     def _take_conflict(self, path: str) -> bool: ...
     def _bump(self, res: Resource, namespace: str, name: str) -> None: ...
@@ -129,6 +132,9 @@ class Server:
         r.add_get("/openapi/v2", self.openapi_v2)
         r.add_get("/openapi/v3", self.openapi_index)
         r.add_get("/openapi/v3/{gv:.+}", self.openapi_doc)
+        r.add_post(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self.self_access_review
+        )
         r.add_route("*", "/api/{tail:.+}", self.dispatch)
         r.add_route("*", "/apis/{tail:.+}", self.dispatch)
         return app
@@ -138,6 +144,15 @@ class Server:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.emu.request_counts[(request.method, request.path)] += 1
+        gate = self.emu._take_gate(request.method, request.path)
+        if gate is not None:
+            gate._catch()
+            await asyncio.get_running_loop().run_in_executor(None, gate._wait_open)
+        resp = await self._answer(request, handler)
+        self.emu.response_counts[(request.method, request.path, resp.status)] += 1
+        return resp
+
+    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fault = self.emu._take_fault(request.method, request.path)
         if fault is not None:
             if fault.delay:
@@ -169,6 +184,23 @@ class Server:
         ):
             self.emu._bump(*key)
         return resp
+
+    # --- authorization ------------------------------------------------------------------------
+
+    async def self_access_review(self, request: web.Request) -> web.Response:
+        """SelfSubjectAccessReview: the emulator has no RBAC, so everything is allowed except
+        the (verb, resource[/subresource]) pairs a test put in `emu.denied_access`."""
+        review = await request.json()
+        attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+        resource = attrs.get("resource", "")
+        if attrs.get("subresource"):
+            resource += "/" + attrs["subresource"]
+        allowed = (attrs.get("verb", ""), resource) not in self.emu.denied_access
+        reason = "the emulator has no RBAC" if allowed else "denied by the test (denied_access)"
+        review["status"] = {"allowed": allowed, "denied": not allowed, "reason": reason}
+        review.setdefault("apiVersion", "authorization.k8s.io/v1")
+        review.setdefault("kind", "SelfSubjectAccessReview")
+        return respond(review, 201)
 
     # --- discovery ---------------------------------------------------------------------------
 

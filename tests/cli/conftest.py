@@ -3,7 +3,6 @@ temporary git repositories, with a clean environment and a private HOME."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from stack.pytest_plugin import clean_environ
 
 CONFIG_NAME = ".config_user_code_deployments.yaml"
 
@@ -33,10 +34,6 @@ acc:
   kubernetes_context: acc-context
   namespace: dagster-acc
 """
-
-# Variables that would change what the command under test sees.
-_CLEARED_PREFIXES = ("GITHUB_", "CI_", "BUILD_", "SYSTEM_", "GIT_")
-_CLEARED = {"BRANCH_NAME", "VERBOSE", "CICD", "ENVIRONMENT", "NAMESPACE", "NODE"}
 
 
 def command_path() -> Path:
@@ -71,31 +68,16 @@ class Runner:
         )
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _CLEARED and not key.startswith(_CLEARED_PREFIXES)
-    }
+def runner_env(home: Path) -> dict[str, str]:
+    """The suite's clean environment (stack.pytest_plugin.clean_environ) with a git identity."""
+    env = clean_environ(home)
     env.update(
-        HOME=str(home),
-        GIT_CONFIG_NOSYSTEM="1",
         GIT_AUTHOR_NAME="Test",
         GIT_AUTHOR_EMAIL="test@example.com",
         GIT_COMMITTER_NAME="Test",
         GIT_COMMITTER_EMAIL="test@example.com",
     )
-    # Any config key in upper case is an override: none may leak in from the caller.
-    for key in list(env):
-        if key.lower() in _config_keys():
-            del env[key]
     return env
-
-
-def _config_keys() -> set[str]:
-    from dagster_uc.config import config_keys
-
-    return set(config_keys())
 
 
 @pytest.fixture
@@ -107,7 +89,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dagster_uc(home: Path) -> Runner:
-    return Runner(home=home, base_env=clean_env(home))
+    return Runner(home=home, base_env=runner_env(home))
 
 
 def git(repo: Path, *args: str, env: Mapping[str, str]) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.cli.conftest import CONFIG, CONFIG_NAME, command_path
+from tests.cli.conftest import CONFIG, CONFIG_NAME, Runner, command_path
 
 
-def test_output_into_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path: Path, dagster_uc: Runner) -> None:
     (tmp_path / CONFIG_NAME).write_text(CONFIG)
     proc = subprocess.Popen(
         [str(command_path()), "show-config"],
         cwd=tmp_path,
+        env=dagster_uc.base_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

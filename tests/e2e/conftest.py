@@ -119,6 +119,7 @@ class Stack:
         done = subprocess.run(
             ["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
             cwd=self.project,
+            env=self.env,
             capture_output=True,
             text=True,
             check=True,
@@ -156,7 +157,9 @@ class Stack:
     def tags(self, name: str) -> list[str]:
         import httpx
 
-        response = httpx.get(f"http://{self.registry.host}/v2/{self.prefix}/{name}/tags/list")
+        response = httpx.get(
+            f"http://{self.registry.host}/v2/{self.prefix}/{name}/tags/list", trust_env=False
+        )
         if response.status_code == 404:
             return []
         return sorted(response.json().get("tags") or [])
@@ -231,14 +234,13 @@ def stack(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "helm").symlink_to(tools.helm3 if helm_major == 3 else tools.helm4)
+    # tool_env is the clean environment (stack.pytest_plugin.clean_environ): private HOME, no
+    # config-key variables, no GIT_*, no proxies. Every subprocess below (dagster-uc, git,
+    # helm) runs with it.
     env = dict(tool_env)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    env["HOME"] = str(tmp_path / "home")
     env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
-    (tmp_path / "home").mkdir()
     (tmp_path / "run").mkdir()
-    for key in ("CICD", "VERBOSE", "ENVIRONMENT", "NAMESPACE", "CONTAINER_REGISTRY", "NODE"):
-        env.pop(key, None)
     project = tmp_path / "project"
     shutil.copytree(DEMO_PROJECT, project)
     stack = Stack(kube, registry, env, project, prefix=f"e2e-{uuid.uuid4().hex[:8]}")

@@ -179,7 +179,7 @@ def create_lease(stack: Stack, holder: str, *, seconds: int = 300) -> None:
 def add_origin(stack: Stack, tmp_path: Path) -> Path:
     """A bare repository as `origin`, with the current branch pushed."""
     bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], env=stack.env, check=True)
     stack.git("remote", "add", "origin", str(bare))
     return bare
 
@@ -619,6 +619,7 @@ def test_image_prune_keeps_newest_deployed_history_and_shared_digests(stack: Sta
         headers={
             "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
         },
+        trust_env=False,
     )
     assert response.status_code == 200
 
@@ -773,7 +774,7 @@ def test_image_prune_without_an_image_prefix_touches_only_deployment_repositorie
 
     def tags(repository: str) -> list[str]:
         url = f"http://{stack.registry.host}/v2/{repository}/tags/list"
-        return sorted(httpx.get(url).json().get("tags") or [])
+        return sorted(httpx.get(url, trust_env=False).json().get("tags") or [])
 
     assert tags(name) == ["1.8.4-0", "1.8.4-4"], "the newest and the deployed tag stay"
     assert len(tags(unrelated)) == 6, "a repository that is not a deployment's is untouched"

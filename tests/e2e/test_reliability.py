@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stack.pytest_plugin import default_signals
 from tests.e2e.conftest import DAGSTER_UC, VALUES_CM, WORKSPACE_CM, Result, Stack
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +50,7 @@ class Proc:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=default_signals,  # the tests send SIGINT/SIGTERM
         )
         self.lines: list[str] = []
         self._stdout: list[str] = []

@@ -321,6 +321,29 @@ def test_request_counts(emu: Emulator, http: httpx.Client) -> None:
     assert not emu.request_counts
 
 
+def test_held_requests_wait_until_the_gate_opens(emu: Emulator, http: httpx.Client) -> None:
+    emu.reset_counts()
+    url = "/api/v1/namespaces/dagster/configmaps/dagster-workspace-yaml"
+    gate = emu.hold_requests("GET", r"/configmaps/dagster-workspace-yaml$", count=2)
+    answers: list[int] = []
+    clients = [
+        threading.Thread(target=lambda: answers.append(http.get(url).status_code)) for _ in range(2)
+    ]
+    for client in clients:
+        client.start()
+    gate.wait_caught(2, timeout=20)
+    assert answers == [], "a held request is not answered"
+    assert http.get(url).status_code == 200, "the gate catches only `count` requests"
+    gate.release()
+    for client in clients:
+        client.join(timeout=20)
+    assert answers == [200, 200]
+    assert emu.response_counts[("GET", url, 200)] == 3
+    emu.inject_fault("GET", r"/configmaps/dagster-workspace-yaml$", status=503)
+    http.get(url)
+    assert emu.response_counts[("GET", url, 503)] == 1
+
+
 def test_lightkube_client(emu: Emulator, kubeconfig: Path) -> None:
     from lightkube import ApiError, Client
     from lightkube.config.kubeconfig import KubeConfig

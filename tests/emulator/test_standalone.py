@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from stack.pytest_plugin import default_signals
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,6 +41,7 @@ def test_standalone_process_starts_serves_and_stops(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,  # it gets SIGTERM
     )
     try:
         deadline = time.monotonic() + 30

@@ -18,9 +18,12 @@ def helm_binary(request: pytest.FixtureRequest, tools) -> Path:  # type: ignore[
 
 @pytest.fixture
 def helm_env(tool_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The product inherits the environment: put the test's KUBECONFIG/HELM_* in it."""
-    for key in ("PATH", "KUBECONFIG", "HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
-        monkeypatch.setenv(key, tool_env[key])
+    """The adapter runs in this process and Helm inherits its environment: make it the test's
+    clean one (KUBECONFIG, HELM_*, private HOME; nothing of the caller's), restored afterwards."""
+    for key in set(os.environ) - set(tool_env):
+        monkeypatch.delenv(key)
+    for key, value in tool_env.items():
+        monkeypatch.setenv(key, value)
     return tool_env
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from lightkube.resources.apps_v1 import Deployment
 from dagster_uc.errors import OperationError, UsageError
 from dagster_uc.helm import ChartSource, Helm, HelmOptions
 from stack.chart import CHART_NAME, package_chart, push_oci_chart, serve_chart_repo
+from stack.pytest_plugin import default_signals
 from tests.helm.chart_values import VERSION, values_yaml
 
 RELEASE = "dagster-user-code"
@@ -61,18 +65,25 @@ def test_install_upgrade_history_rollback(  # type: ignore[no-untyped-def]
     helm.uninstall(RELEASE)  # a missing release is fine
 
 
-def test_wait_flag_is_accepted(  # type: ignore[no-untyped-def]
-    make_helm, helm_binary: Path, user_code_chart: Path
+def test_wait_flag_makes_helm_wait_for_ready_pods(  # type: ignore[no-untyped-def]
+    make_helm, helm_binary: Path, user_code_chart: Path, kube
 ) -> None:
+    """With `wait`, Helm returns only once the pods are ready: pods held unready make it time
+    out and mark the revision failed; without `wait` it would report "deployed" at once."""
     helm = make_helm(helm_binary)
+    chart = ChartSource(str(user_code_chart))
+    kube.emulator.hold_unready(kube.namespace, "deployment=foo")
+    with pytest.raises(OperationError, match=f"helm upgrade of release {RELEASE} failed"):
+        helm.upgrade_install(
+            RELEASE, chart, values_yaml(("foo", "1.8.4-0")), timeout_s=3, wait=True
+        )
+    assert [(r.revision, r.status) for r in helm.history(RELEASE)] == [(1, "failed")]
+
+    kube.emulator.release_unready(kube.namespace, "deployment=foo")
     result = helm.upgrade_install(
-        RELEASE,
-        ChartSource(str(user_code_chart)),
-        values_yaml(("foo", "1.8.4-0")),
-        timeout_s=60,
-        wait=True,
+        RELEASE, chart, values_yaml(("foo", "1.8.4-1")), timeout_s=60, wait=True
     )
-    assert result.status == "deployed"
+    assert (result.revision, result.status) == (2, "deployed")
 
 
 def test_kubeconfig_from_environment(  # type: ignore[no-untyped-def]
@@ -258,13 +269,10 @@ helm.upgrade_install("dagster-user-code", ChartSource(chart), open(values).read(
 
 
 def test_ctrl_c_lets_helm_mark_the_release_failed(  # type: ignore[no-untyped-def]
-    make_helm, helm_binary: Path, user_code_chart: Path, kube, tmp_path: Path
+    make_helm, helm_binary: Path, user_code_chart: Path, kube, helm_env, tmp_path: Path
 ) -> None:
     """SIGINT to dagster-uc alone (as from `kill -INT`) is forwarded to Helm, which then
     records the release as failed instead of leaving it pending (that would block upgrades)."""
-    import signal
-    import sys
-
     helm = make_helm(helm_binary)
     kube.emulator.hold_unready(kube.namespace, "deployment=foo")
     values = tmp_path / "values.yaml"
@@ -275,12 +283,21 @@ def test_ctrl_c_lets_helm_mark_the_release_failed(  # type: ignore[no-untyped-de
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=helm_env,
+        preexec_fn=default_signals,  # it gets SIGINT, even when the suite runs with it ignored
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "started"
-    while not helm.history(RELEASE):  # Helm has stored the pending revision and is waiting
-        pass
-    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 60  # a guard against hangs, not a timing assertion
+        while not helm.history(RELEASE):  # Helm has stored the pending revision and waits
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "Helm never stored the pending revision"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+    except BaseException:
+        proc.kill()
+        raise
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
     assert [(r.revision, r.status) for r in helm.history(RELEASE)] == [(1, "failed")]
