@@ -7,6 +7,7 @@ got there first (409 Conflict), so two deploys never lose each other's entry.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable
@@ -14,14 +15,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dagster_uc.errors import OperationError
-from dagster_uc.kube import api_error_code, api_errors, describe_api_error
-from dagster_uc.values import (
+from dagster_uc.history import (
     DeploymentHistory,
     DeploymentRecord,
+    compact_history,
     history_from_document,
     history_to_document,
-    upsert_entry,
 )
+from dagster_uc.kube import api_error_code, api_errors, describe_api_error
+from dagster_uc.values import entries, entry_tag, upsert_entry
 
 if TYPE_CHECKING:
     from lightkube import Client
@@ -32,6 +34,9 @@ VALUES_KEY = "yaml"
 HISTORY_KEY = "dagster-uc-history.yaml"
 WORKSPACE_KEY = "workspace.yaml"
 MAX_ATTEMPTS = 12
+#: Largest ConfigMap dagster-uc writes: the API server refuses more than 1 MiB of data, and
+#: the margin leaves room for the next few deploys while the team prunes.
+MAX_CONFIGMAP_BYTES = 900 * 1024
 T = TypeVar("T")
 
 
@@ -82,6 +87,13 @@ def dump_yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
 
 
+def dump_history_yaml(document: dict[str, Any]) -> str:
+    """The history with one line per record (about a tenth smaller than block style)."""
+    import yaml
+
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=4096)
+
+
 class ClusterState:
     """Reads and writes the ConfigMaps dagster-uc keeps in the Dagster namespace."""
 
@@ -124,6 +136,7 @@ class ClusterState:
             after = change(before)
             if after is None:
                 return before, before
+            after = compacted(after, dt.datetime.now(dt.timezone.utc))
             written = self._write_values(configmap, after)
             return before, replace(
                 after, resource_version=_resource_version(written), source=written
@@ -154,6 +167,9 @@ class ClusterState:
                 return True
             if (configmap.data or {}).get(WORKSPACE_KEY) == text:
                 return False
+            check_size(
+                self.workspace_name, {**(configmap.data or {}), WORKSPACE_KEY: text}, configmap.data
+            )
             configmap.data = {**(configmap.data or {}), WORKSPACE_KEY: text}
             self.client.replace(configmap)
             return True
@@ -215,8 +231,14 @@ class ClusterState:
 
         data = {
             VALUES_KEY: dump_yaml(state.values),
-            HISTORY_KEY: dump_yaml(history_to_document(state.history)),
+            HISTORY_KEY: dump_history_yaml(history_to_document(state.history)),
         }
+        check_size(
+            self.values_name,
+            {**((configmap.data or {}) if configmap is not None else {}), **data},
+            configmap.data if configmap is not None else None,
+            deployments=len(entries(state.values)),
+        )
         if configmap is None:
             return self.client.create(
                 ConfigMap(
@@ -243,6 +265,42 @@ class ClusterState:
                 if api_error_code(exc) == 404:
                     return None
                 raise
+
+
+def compacted(state: StateSnapshot, now: dt.datetime) -> StateSnapshot:
+    """`state` with its history compacted (see `history.compact_history`)."""
+    live = {e["name"]: entry_tag(e) for e in entries(state.values)}
+    return replace(state, history=compact_history(state.history, live, now))
+
+
+def data_size(data: dict[str, str] | None) -> int:
+    """Bytes of a ConfigMap's data as the API server counts them against its 1 MiB."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in (data or {}).items())
+
+
+class StateTooLarge(OperationError):
+    """A write that would make a ConfigMap larger than MAX_CONFIGMAP_BYTES."""
+
+
+def check_size(
+    name: str,
+    data: dict[str, str],
+    previous: dict[str, str] | None,
+    *,
+    deployments: int | None = None,
+) -> None:
+    """Refuse, before writing, data over MAX_CONFIGMAP_BYTES that is not smaller than what the
+    ConfigMap holds now (a write that shrinks it, a delete or prune, always goes through)."""
+    size = data_size(data)
+    if size <= MAX_CONFIGMAP_BYTES or (previous is not None and size < data_size(previous)):
+        return
+    held = f" for {deployments} deployments" if deployments is not None else ""
+    raise StateTooLarge(
+        f"ConfigMap {name} would hold {size // 1024} KiB{held}, over the "
+        f"{MAX_CONFIGMAP_BYTES // 1024} KiB dagster-uc allows (Kubernetes refuses more than "
+        "1 MiB); nothing was written: remove the deployments no longer needed with "
+        "`dagster-uc deployment prune` or `dagster-uc deployment delete NAME`, then try again."
+    )
 
 
 def httpx_errors() -> type[Exception]:
