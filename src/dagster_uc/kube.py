@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.errors import OperationError, UsageError, forbidden_note
 
 if TYPE_CHECKING:
     from lightkube import ApiError, Client
@@ -106,7 +106,7 @@ def describe_api_error(exc: BaseException) -> str:
 
     if isinstance(exc, ApiError):
         message = getattr(exc.status, "message", None) or str(exc)
-        return f"the Kubernetes API answered {api_error_code(exc)}: {message}"
+        return f"the Kubernetes API answered {api_error_code(exc)}: {message}{forbidden_note(exc)}"
     return f"cannot reach the Kubernetes API server: {exc}"
 
 

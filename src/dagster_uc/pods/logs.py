@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dagster_uc.errors import OperationError
+from dagster_uc.errors import OperationError, forbidden_note
 from dagster_uc.pods.model import CODE_SERVER_STARTED
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def api_error(action: str, exc: Exception) -> OperationError:
     """`Could not <action>: <the API server's message>.`"""
     status = getattr(exc, "status", None)
     message = getattr(status, "message", None) or str(exc)
-    return OperationError(f"Could not {action}: {message}.")
+    return OperationError(f"Could not {action}: {message}{forbidden_note(exc)}.")
 
 
 def _open_log_stream(
