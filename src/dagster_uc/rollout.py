@@ -315,7 +315,7 @@ def _restore(
             session.state.write_workspace(workspace_yaml(restored.values))
             if revision != _UNTOUCHED and _release_moved(session, revision):
                 if revision is not None:
-                    session.helm.rollback(release, revision)
+                    _roll_release_back(session, revision, dump_yaml(restored.values))
                 else:
                     session.helm.uninstall(release)
         except DagsterUcError as exc:
@@ -323,6 +323,23 @@ def _restore(
                 f"The rollback did not complete ({exc}); the next deploy or delete will "
                 f"reconcile the release with the state. Values before the change:\n{dump_yaml(before.values)}"
             )
+
+
+def _roll_release_back(session: Session, revision: int, values_yaml: str) -> None:
+    """`helm rollback` to `revision`, or, when Helm refuses, an upgrade to `values_yaml`.
+
+    Helm compares a rollback with the newest (failed) revision: when the failed upgrade dropped
+    resources from its manifest without deleting them (a delete or prune), Helm finds them in
+    the cluster but not in that revision and refuses. An upgrade compares with the last
+    deployed revision, which still has them."""
+    from dagster_uc.helm import chart_source
+
+    release = session.config.helm_release_name
+    try:
+        session.helm.rollback(release, revision)
+    except OperationError as exc:
+        output.info(f"{exc}; upgrading the release to the values before the change instead.")
+        session.helm.upgrade_install(release, chart_source(session.config), values_yaml)
 
 
 def _release_moved(session: Session, revision: int | None) -> bool:
