@@ -75,11 +75,13 @@ def forbidden_note(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     if getattr(status, "code", None) != 403:
         return ""
+    method: str | None = None
+    url: str | None = None
     try:
         request = exc.request  # type: ignore[attr-defined]
         method, url = str(request.method), str(request.url)
     except (AttributeError, RuntimeError):
-        method = url = None
+        pass
     missing = missing_permission(str(getattr(status, "message", "") or ""), method, url)
     if missing is None:
         return ""
