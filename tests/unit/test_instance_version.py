@@ -1,6 +1,6 @@
 """The Dagster version of the cluster, read from the daemon Deployment Dagster's chart installs:
-the `app.kubernetes.io/version` label, then the `helm.sh/chart` label, then the image tag, and
-no version (the deploy then warns and goes on) when none of them names one.
+the `app.kubernetes.io/version` label, then the `helm.sh/chart` label, then the image tag, then
+`dagster --version` in a daemon pod (see also test_instance_dev_label.py).
 
 The pure order is checked on `version_from_deployment`; `cluster_dagster_version` is checked
 with a real lightkube client against the emulator's seeded Dagster instance."""
@@ -129,7 +129,7 @@ def test_without_labels_the_image_tag_is_read(kube: KubeEnv, daemon: Any) -> Non
     assert found.source == f"image {IMAGE}"
 
 
-def test_nothing_naming_a_version_gives_none(kube: KubeEnv, daemon: Any) -> None:
+def test_nothing_naming_a_version_asks_the_daemon_pod(kube: KubeEnv, daemon: Any) -> None:
     patch_daemon(
         kube,
         {
@@ -142,8 +142,8 @@ def test_nothing_naming_a_version_gives_none(kube: KubeEnv, daemon: Any) -> None
         },
     )
     found = daemon()
-    assert found.version is None
-    assert "names a version" in found.source
+    assert found.version == "1.8.4"
+    assert found.source.startswith("`dagster --version` in pod dagster-daemon-")
 
 
 def test_a_missing_daemon_deployment_gives_none(kube: KubeEnv, daemon: Any) -> None:
