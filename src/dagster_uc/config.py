@@ -221,10 +221,20 @@ class Config(BaseModel):
     )
     dagster_webserver_deployment_name: Text = Field(
         "dagster-dagster-webserver",
-        description="Webserver Deployment, restarted when the set of locations changes.",
+        description="Webserver Deployment, reloaded (or restarted) when the set of locations changes.",
     )
     dagster_daemon_deployment_name: Text = Field(
-        "dagster-daemon", description="Daemon Deployment, restarted likewise."
+        "dagster-daemon",
+        description="Daemon Deployment, restarted with the webserver in `restart` mode.",
+    )
+    dagster_reload: Literal["reload", "restart"] = Field(
+        "reload",
+        description="How Dagster learns of a new, deleted or revived location: `reload` asks the running webserver to re-read its workspace (exec into its pod; the daemon re-reads it by itself), `restart` restarts the webserver and daemon Deployments.",
+    )
+    dagster_reload_timeout_seconds: int = Field(
+        180,
+        ge=1,
+        description="In `reload` mode, how long to wait for the webserver to show the new set of locations before restarting it instead (covers the kubelet's ConfigMap sync, about a minute).",
     )
     deploy_lock_lease_seconds: int = Field(
         30,

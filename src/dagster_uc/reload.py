@@ -29,12 +29,12 @@ DEFAULT_WORKSPACE = "/dagster-workspace/workspace.yaml"
 DEFAULT_PORT = "3000"
 
 _ENTRIES = "locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } }"
-_ERRORS = "... on PythonError { message } ... on UnauthorizedError { message }"
-WORKSPACE_QUERY = (
-    f"{{ workspaceOrError {{ __typename ... on Workspace {{ {_ENTRIES} }} {_ERRORS} }} }}"
-)
+# Dagster's GraphQL schema (dagster_graphql/schema): `workspaceOrError` is `Workspace |
+# PythonError`; `reloadWorkspace` is `Workspace | UnauthorizedError | PythonError`.
+WORKSPACE_QUERY = f"{{ workspaceOrError {{ __typename ... on Workspace {{ {_ENTRIES} }} ... on PythonError {{ message }} }} }}"
 RELOAD_MUTATION = (
-    f"mutation {{ reloadWorkspace {{ __typename ... on Workspace {{ {_ENTRIES} }} {_ERRORS} }} }}"
+    f"mutation {{ reloadWorkspace {{ __typename ... on Workspace {{ {_ENTRIES} }} "
+    "... on PythonError { message } ... on UnauthorizedError { message } } }"
 )
 
 #: Runs inside the webserver container: `python -c PROBE '{"url", "workspace", "expect", "timeout"}'`.
@@ -63,7 +63,8 @@ try:
         out["reloaded"] = True
     out["workspace"] = ws
 except Exception as e:
-    out["error"] = type(e).__name__ + ": " + str(e)
+    body = e.read()[:300].decode(errors="replace") if hasattr(e, "read") else ""
+    out["error"] = type(e).__name__ + ": " + str(e) + (" " + body if body else "")
 print(json.dumps(out))
 """
 

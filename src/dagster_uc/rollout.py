@@ -3,8 +3,10 @@
 Every command that changes the set of code locations goes through `apply_change`, under the
 deploy lock: compare-and-swap the values ConfigMap, regenerate Dagster's workspace, run one
 Helm upgrade of the shared release, wait for the locations this change touched (never for the
-neighbours: a teammate's broken location must not fail this change), and reload Dagster's
-webserver and daemon when the set of locations changed. On failure the release, the values
+neighbours: a teammate's broken location must not fail this change), and, when the set of
+locations changed, have Dagster's webserver reload its workspace (`dagster_reload: reload`,
+see `reload`) or restart the webserver and daemon (`restart`, `--force`, or when the reload
+does not show the change in time). On failure the release, the values
 and the workspace go back to what they were before.
 """
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from dagster_uc import output
 from dagster_uc.errors import DagsterUcError, OperationError
+from dagster_uc.reload import reload_webserver, workspace_locations
 from dagster_uc.values import (
     DeploymentHistory,
     entries,
@@ -73,7 +76,6 @@ def apply_change(
     and handled like a failure afterwards: the state, workspace and release are restored.
     """
     from dagster_uc.helm import chart_source
-    from dagster_uc.instance import restart_deployments
     from dagster_uc.state import dump_yaml
     from dagster_uc.workspace import workspace_yaml
 
@@ -112,16 +114,68 @@ def apply_change(
     assert before is not None and after is not None
     restarted: list[str] = []
     if force_restart or location_names(before) != location_names(after):
-        names = [config.dagster_webserver_deployment_name, config.dagster_daemon_deployment_name]
-        with steps.step("Reloading Dagster (webserver and daemon)"):
-            missing = restart_deployments(session.client, config.namespace, names)
-        for name in missing:
-            output.warning(
-                f"Deployment {name} was not found in namespace {config.namespace}, so it was not "
-                "restarted; check dagster_webserver_deployment_name / dagster_daemon_deployment_name."
-            )
-        restarted = [n for n in names if n not in missing]
+        if config.dagster_reload == "reload" and not force_restart:
+            restarted = _reload_or_restart(session, before, after, steps)
+        else:
+            restarted = _restart_dagster(session, steps)
     return ChangeResult(before, after, restarted, [t.name for t in wait_for(after)] if wait else [])
+
+
+def _restart_dagster(session: Session, steps: Steps) -> list[str]:
+    """Restart the webserver and daemon Deployments; returns the ones restarted."""
+    from dagster_uc.instance import restart_deployments
+
+    config = session.config
+    names = [config.dagster_webserver_deployment_name, config.dagster_daemon_deployment_name]
+    with steps.step("Restarting Dagster (webserver and daemon)"):
+        missing = restart_deployments(session.client, config.namespace, names)
+    for name in missing:
+        output.warning(
+            f"Deployment {name} was not found in namespace {config.namespace}, so it was not "
+            "restarted; check dagster_webserver_deployment_name / dagster_daemon_deployment_name."
+        )
+    return [n for n in names if n not in missing]
+
+
+def _reload_or_restart(
+    session: Session, before: StateSnapshot, after: StateSnapshot, steps: Steps
+) -> list[str]:
+    """`dagster_reload: reload`: ask the running webserver to reload its workspace and wait
+    until it shows the new set of locations (the daemon re-reads the file by itself within a
+    minute); restart both, as in `restart` mode, when that does not happen in time."""
+    from dagster_uc.workspace import workspace_document
+
+    config = session.config
+    expected = set(workspace_locations(workspace_document(after.values)))
+    shown_before = set(workspace_locations(workspace_document(before.values)))
+    timeout = config.dagster_reload_timeout_seconds
+    with steps.step(f"Reloading Dagster's webserver (up to {timeout} s)"):
+        outcome = reload_webserver(
+            session.client,
+            config.namespace,
+            config.dagster_webserver_deployment_name,
+            expected,
+            timeout,
+        )
+    if not outcome.visible:
+        output.warning(
+            f"Dagster's webserver did not show the new set of locations within {timeout} s "
+            f"({outcome.reason}); restarting the webserver and daemon instead."
+        )
+        return _restart_dagster(session, steps)
+    added, removed = sorted(expected - shown_before), sorted(shown_before - expected)
+    parts = [f"shows {', '.join(added)}"] if added else []
+    parts += [f"no longer shows {', '.join(removed)}"] if removed else []
+    output.info(
+        f"Dagster's webserver {' and '.join(parts) or 'is up to date'} "
+        f"(reloaded in {outcome.seconds:.1f} s, no restart); the daemon picks the change up "
+        "within about a minute."
+    )
+    for location in outcome.locations:
+        if location.error and location.name in added:
+            first = location.error.strip().splitlines()[0] if location.error.strip() else ""
+            output.warning(f"Location {location.name} is shown with a load error: {first}")
+    return []
 
 
 def apply_change_locked(
