@@ -286,6 +286,11 @@ def template_command(
     return cmd
 
 
+def show_chart_command(binary: str, chart: ChartSource) -> list[str]:
+    """`helm show chart`: resolves the chart (and its version) without a cluster (pure)."""
+    return [binary, "show", "chart", chart.ref, *_chart_args(chart)]
+
+
 def registry_login_command(
     binary: str, major: int, registry: str, username: str, *, plain_http: bool = False
 ) -> list[str]:

@@ -46,8 +46,16 @@ def merge_kubeconfigs(documents: list[tuple[Path, dict[str, Any]]]) -> dict[str,
     return merged
 
 
-def make_client(context: str, namespace: str, environ: Mapping[str, str] | None = None) -> Client:
-    """A client for `context` from the user's kubeconfig, defaulting to `namespace`."""
+def make_client(
+    context: str,
+    namespace: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> Client:
+    """A client for `context` from the user's kubeconfig, defaulting to `namespace`;
+    `timeout_s` bounds each request (doctor uses a short one so a dead server fails fast)."""
+    import httpx2
     import yaml
     from lightkube import Client
     from lightkube.config.kubeconfig import KubeConfig
@@ -79,6 +87,7 @@ def make_client(context: str, namespace: str, environ: Mapping[str, str] | None 
             namespace=namespace,
             field_manager="dagster-uc",
             transport=_transport(single),
+            timeout=httpx2.Timeout(timeout_s) if timeout_s else None,
         )
     except ConfigError as exc:
         raise UsageError(f"Cannot use Kubernetes context '{context}': {exc}.") from exc

@@ -8,6 +8,7 @@ rich is imported only when a rich console is asked for.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -40,8 +41,14 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _style(text: str, code: str, stream: TextIO) -> str:
-    return f"\033[{code}m{text}\033[0m" if is_tty(stream) else text
+def colour_enabled(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return is_tty(stream) and not os.environ.get("NO_COLOR")
+
+
+def styled(text: str, code: str, stream: TextIO) -> str:
+    """`text` in the ANSI style `code` when `stream` takes colour, else unchanged."""
+    return f"\033[{code}m{text}\033[0m" if colour_enabled(stream) else text
 
 
 def result(text: str = "") -> None:
@@ -65,17 +72,17 @@ def info(message: str) -> None:
 def debug(message: str) -> None:
     """Shown with --verbose only."""
     if _verbose:
-        sys.stderr.write(_style(message, "2", sys.stderr) + "\n")
+        sys.stderr.write(styled(message, "2", sys.stderr) + "\n")
 
 
 def success(message: str) -> None:
-    sys.stderr.write(_style(message, "32", sys.stderr) + "\n")
+    sys.stderr.write(styled(message, "32", sys.stderr) + "\n")
 
 
 def warning(message: str) -> None:
-    sys.stderr.write(_style("Warning: ", "33", sys.stderr) + message + "\n")
+    sys.stderr.write(styled("Warning: ", "33", sys.stderr) + message + "\n")
 
 
 def error(message: str) -> None:
-    sys.stderr.write(_style("Error: ", "1;31", sys.stderr) + message + "\n")
+    sys.stderr.write(styled("Error: ", "1;31", sys.stderr) + message + "\n")
     sys.stderr.flush()

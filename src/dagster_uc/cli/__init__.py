@@ -7,7 +7,7 @@ lives in its own module and registers itself on `app` when imported here.
 
 from __future__ import annotations
 
-from dagster_uc.cli import config_commands, deployment, image, lock
+from dagster_uc.cli import config_commands, deployment, doctor, image, lock
 from dagster_uc.cli.base import GlobalOptions, OutputFormat, app, load, main, options, run
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "app",
     "config_commands",
     "deployment",
+    "doctor",
     "image",
     "load",
     "lock",

@@ -3,6 +3,7 @@ manifest deletion, and the catalog of repositories."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import urllib.parse
@@ -188,6 +189,29 @@ class RegistryClient(RegistryConnection):
                     seen.add(tag)
                     tags.append(tag)
         return tags
+
+    def push_allowed(self, repository: str) -> bool:
+        """Whether this login may push to ``repository``: starts a blob upload and cancels it
+        at once (nothing is stored; the only way to ask a registry without pushing)."""
+        self._check_repository(repository)
+        response = self._request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            scope=f"repository:{repository}:pull,push",
+            repository=repository,
+            allow=(401, 403, 404),
+        )
+        location = response.headers.get("Location")
+        if response.status_code == 202 and location:
+            with contextlib.suppress(OperationError):
+                self._request(
+                    "DELETE",
+                    location,
+                    scope=f"repository:{repository}:pull,push",
+                    repository=repository,
+                    allow=(400, 401, 403, 404, 405),
+                )
+        return response.status_code == 202
 
     def catalog(self, prefix: str | None = None) -> list[str]:
         """Repositories in the registry (all pages), only those at or under ``prefix`` if given.
