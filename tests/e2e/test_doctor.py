@@ -193,14 +193,14 @@ def test_wrong_dagster_version(stack: Stack) -> None:
 
 def test_missing_permission_is_named(stack: Stack) -> None:
     """The emulator has no RBAC; its SelfSubjectAccessReview denies what a test lists."""
-    stack.emulator.denied_access.update({("patch", "deployments"), ("get", "pods/log")})
+    stack.emulator.denied_access.update({("patch", "deployments"), ("*", "pods/log")})
     try:
         result = stack.run("doctor")
     finally:
         stack.emulator.denied_access.clear()
     assert result.returncode == 1
     line = line_of(result, "permissions")
-    assert "2 of" in line and "patch deployments.apps" in line and "get pods/log" in line
+    assert "2 of" in line and "patch deployments.apps" in line and "* pods/log" in line
     assert "docs/permissions.md" in line
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc.doctor.model import CheckResult, failed, from_error, ok, skipped, warning
-from dagster_uc.doctor.permissions import REQUIRED, missing_permissions
+from dagster_uc.doctor.permissions import missing_permissions, required_permissions
 from dagster_uc.errors import DagsterUcError
 from dagster_uc.instance import version_from_deployment
 from dagster_uc.kube import api_error_code, describe_api_error, make_client
@@ -100,21 +100,22 @@ def check_namespace(config: Config, client: Client) -> CheckResult:
 
 
 def check_permissions(config: Config, client: Client) -> CheckResult:
+    required = required_permissions()
     try:
-        missing = missing_permissions(client, config.namespace, REQUIRED)
+        missing = missing_permissions(client, config.namespace, required)
     except Exception as exc:
         return _api_failure("permissions", exc, config.kubernetes_context)
     if missing:
         names = ", ".join(p.describe() for p in missing)
         return failed(
             "permissions",
-            f"{len(missing)} of {len(REQUIRED)} permissions missing in {config.namespace}: {names}",
+            f"{len(missing)} of {len(required)} permissions missing in {config.namespace}: {names}",
             f"Ask a cluster administrator to bind the dagster-uc Role to you in {config.namespace} "
             f"(see {ROLE_DOC}).",
             missing=[p.describe() for p in missing],
         )
     return ok(
-        "permissions", f"all {len(REQUIRED)} permissions dagster-uc needs in {config.namespace}"
+        "permissions", f"all {len(required)} permissions dagster-uc needs in {config.namespace}"
     )
 
 

@@ -1,16 +1,18 @@
 """The Kubernetes permissions dagster-uc needs in the Dagster namespace, and checking them
 with SelfSubjectAccessReview (what `kubectl auth can-i` asks).
 
-`REQUIRED` is the one list: docs/rbac/dagster-uc-role.yaml is the same list as a Role an
-administrator applies, and tests/cli/test_doctor_permissions.py fails when the two differ
-(`rules_from_role` expands a Role into these tuples).
+The list is the Role an administrator applies, docs/rbac/dagster-uc-role.yaml (shipped in the
+package as `dagster_uc/doctor/dagster-uc-role.yaml`, a link to that file): the checks are
+derived from it, so the Role and the checks cannot drift apart.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,29 +43,19 @@ def _expand(rules: Iterable[tuple[str, Iterable[str], Iterable[str]]]) -> frozen
     )
 
 
-_READ = ("get", "list", "watch")
-_WRITE = ("create", "update", "patch", "delete")
+ROLE_FILE = "dagster-uc-role.yaml"
 
-#: What dagster-uc and the Helm release it manages do in the namespace.
-REQUIRED: frozenset[Permission] = _expand(
-    [
-        # State (values and workspace ConfigMaps); the chart's env ConfigMaps.
-        ("", ["configmaps"], (*_READ, *_WRITE)),
-        # Helm keeps its releases in Secrets.
-        ("", ["secrets"], (*_READ, *_WRITE)),
-        # The chart's Services and ServiceAccount.
-        ("", ["services", "serviceaccounts"], (*_READ, *_WRITE)),
-        # Rollout checks, `deployment check`, diagnosis on failure.
-        ("", ["pods"], _READ),
-        ("", ["pods/log"], ("get",)),
-        ("", ["events"], ("list", "watch")),
-        ("apps", ["replicasets"], _READ),
-        # The code servers (chart), and reloading the webserver and daemon.
-        ("apps", ["deployments"], (*_READ, *_WRITE)),
-        # The deploy lock.
-        ("coordination.k8s.io", ["leases"], ("get", "create", "update", "delete")),
-    ]
-)
+
+@functools.cache
+def required_permissions() -> frozenset[Permission]:
+    """Every permission of the packaged Role, one per group, resource and verb."""
+    import yaml
+
+    text = resources.files("dagster_uc.doctor").joinpath(ROLE_FILE).read_text(encoding="utf-8")
+    roles = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind") == "Role"]
+    if len(roles) != 1:
+        raise ValueError(f"{ROLE_FILE} must hold exactly one Role")
+    return rules_from_role(roles[0])
 
 
 def rules_from_role(role: Mapping[str, Any]) -> frozenset[Permission]:
@@ -108,7 +100,7 @@ def is_allowed(client: Client, permission: Permission, namespace: str) -> bool:
 def missing_permissions(
     client: Client,
     namespace: str,
-    required: Iterable[Permission] = REQUIRED,
+    required: Iterable[Permission],
     *,
     workers: int = 8,
 ) -> list[Permission]:
