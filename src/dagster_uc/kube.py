@@ -30,11 +30,39 @@ def kubeconfig_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
     return paths or [Path(DEFAULT_KUBECONFIG).expanduser()]
 
 
+#: The file references of kubeconfig entries, per section: kubectl reads a relative one
+#: relative to the directory of the kubeconfig file that holds it.
+_FILE_FIELDS = {
+    "clusters": ("cluster", ("certificate-authority",)),
+    "users": ("user", ("client-certificate", "client-key", "tokenFile")),
+}
+
+
+def _absolute_files(section: str, entry: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """`entry` with its relative file references made absolute against `directory`."""
+    if section not in _FILE_FIELDS:
+        return entry
+    key, fields = _FILE_FIELDS[section]
+    inner = entry.get(key)
+    if not isinstance(inner, dict):
+        return entry
+    fixed = {
+        field: str(directory / value)
+        for field in fields
+        if isinstance(value := inner.get(field), str)
+        and value
+        and not value.startswith("~")
+        and not Path(value).is_absolute()
+    }
+    return {**entry, key: {**inner, **fixed}} if fixed else entry
+
+
 def merge_kubeconfigs(documents: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
-    """Merge kubeconfig documents the way kubectl does: the first file to name an entry wins."""
+    """Merge kubeconfig documents the way kubectl does: the first file to name an entry wins,
+    and relative file references are relative to the file that holds them."""
     merged: dict[str, Any] = {"clusters": [], "contexts": [], "users": []}
     seen: dict[str, set[str]] = {"clusters": set(), "contexts": set(), "users": set()}
-    for _path, doc in documents:
+    for path, doc in documents:
         if not merged.get("current-context") and doc.get("current-context"):
             merged["current-context"] = doc["current-context"]
         for section in ("clusters", "contexts", "users"):
@@ -42,7 +70,7 @@ def merge_kubeconfigs(documents: list[tuple[Path, dict[str, Any]]]) -> dict[str,
                 name = entry.get("name")
                 if name and name not in seen[section]:
                     seen[section].add(name)
-                    merged[section].append(entry)
+                    merged[section].append(_absolute_files(section, entry, path.parent))
     return merged
 
 
@@ -111,11 +139,15 @@ def api_error_code(exc: ApiError) -> int:
 
 def describe_api_error(exc: BaseException) -> str:
     """One sentence describing a failed API call (ApiError or transport failure)."""
+    import httpx2
     from lightkube import ApiError
 
     if isinstance(exc, ApiError):
         message = getattr(exc.status, "message", None) or str(exc)
         return f"the Kubernetes API answered {api_error_code(exc)}: {message}{forbidden_note(exc)}"
+    if isinstance(exc, httpx2.HTTPStatusError):  # an answer without a Status body (a proxy)
+        answer = exc.response
+        return f"the Kubernetes API answered {answer.status_code} {answer.reason_phrase}"
     return f"cannot reach the Kubernetes API server: {exc}"
 
 
