@@ -7,6 +7,7 @@ command -v podman >/dev/null 2>&1 || need+=(podman buildah skopeo uidmap)
 [ -x /usr/bin/busybox ] || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v git >/dev/null 2>&1 || need+=(git)
+[ -x /usr/sbin/squid ] || need+=(squid)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

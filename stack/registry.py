@@ -455,6 +455,10 @@ class Fault:
     count: int = 1
     path_contains: str = "/v2/"
     close_connection: bool = False
+    method: str | None = None  # only requests with this method (None: any)
+    headers: tuple[tuple[str, str], ...] = ()
+    code: str = "UNAVAILABLE"
+    message: str = "injected fault"
 
 
 class PaginatingProxy:
@@ -506,21 +510,35 @@ class PaginatingProxy:
                     self.wfile.write(body)
                 self.wfile.flush()
 
-            def _handle(self) -> None:
+            def _read_body(self) -> bytes:
+                """The request body, also when podman sends it chunked (blob uploads)."""
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline().strip():
+                                pass
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                return self.rfile.read(length) if length else b""
+
+            def _handle(self) -> None:
+                body = self._read_body()
                 proxy.requests.append((self.command, self.path))
-                fault = proxy._take_fault(self.path)
+                fault = proxy._take_fault(self.command, self.path)
                 if fault is not None:
                     if fault.close_connection:
                         self.close_connection = True
                         self.wfile.flush()
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
-                    error = {"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}
+                    error = {"errors": [{"code": fault.code, "message": fault.message}]}
                     self._send(
                         fault.status,
-                        [("Content-Type", "application/json")],
+                        [("Content-Type", "application/json"), *fault.headers],
                         json.dumps(error).encode(),
                     )
                     return
@@ -549,10 +567,14 @@ class PaginatingProxy:
         self.url = f"http://{self.host}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.count > 0 and fault.path_contains in path:
+                if (
+                    fault.count > 0
+                    and fault.path_contains in path
+                    and fault.method in (None, method)
+                ):
                     fault.count -= 1
                     return fault
         return None

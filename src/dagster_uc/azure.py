@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.registry.credentials import Credentials
 
 if TYPE_CHECKING:
     from dagster_uc.build import Podman
@@ -169,13 +170,17 @@ def login_registry(
     tls_verify: bool = True,
     use_sudo: bool = False,
     helm_env: Mapping[str, str] | None = None,
-) -> None:
-    """Log podman (and helm, when ``helm`` names its executable) in to ``registry`` with one az token.
+) -> Credentials:
+    """Log podman (and helm, when ``helm`` names its executable) in to ``registry`` with one az
+    token; returns that login for dagster-uc's own registry client.
 
     Pass ``helm`` only when the chart comes from the registry (``container_registry_chart_path``).
+    With ``use_sudo`` podman writes the login to root's auth file, which this process cannot
+    read: the registry client must use the returned credentials instead.
     """
     token = (az or AzureCli()).acr_token(registry)
     host = registry_host(registry)
     podman.login(host, ACR_USERNAME, token, tls_verify=tls_verify, use_sudo=use_sudo)
     if helm is not None:
         helm_registry_login(helm, host, ACR_USERNAME, token, tls_verify=tls_verify, env=helm_env)
+    return Credentials(ACR_USERNAME, token, source="az acr login")

@@ -152,7 +152,7 @@ def deploy(
 
     session = session or Session(config)
     if config.use_az_login and not options.dry_run:
-        _az_login(config, options, steps)
+        _az_login(config, options, steps, session)
     with steps.step("Checking the deployment"):
         name = resolve_deployment_name(
             config, cwd, suffix=options.suffix, explicit=options.deployment_name
@@ -348,20 +348,22 @@ def _tls_verify(config: Config) -> bool:
     return not (config.container_registry_insecure or is_loopback(config.container_registry))
 
 
-def _az_login(config: Config, options: DeployOptions, steps: Steps) -> None:
+def _az_login(config: Config, options: DeployOptions, steps: Steps, session: Session) -> None:
     """Log podman (and Helm, for a chart in the registry) in with an `az acr` token, before the
-    registry is first asked for tags."""
+    registry is first asked for tags; our registry client uses the same token (with
+    --use-sudo podman's login lands in root's auth file, which we cannot read)."""
     from dagster_uc.azure import login_registry
 
     helm = "helm" if config.container_registry_chart_path and not config.helm_chart_path else None
     with steps.step(f"Logging in to {config.container_registry} with az"):
-        login_registry(
+        credentials = login_registry(
             config.container_registry,
             _podman(),
             helm,
             tls_verify=_tls_verify(config),
             use_sudo=options.use_sudo,
         )
+    session.registry.use_credentials(credentials)
 
 
 def _build_and_push(

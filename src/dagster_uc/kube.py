@@ -12,9 +12,11 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dagster_uc.errors import OperationError, UsageError, forbidden_note
+from dagster_uc.kube_exec import ExecCredentialTransport, exec_timeout_s, plugin_from_kubeconfig
+from dagster_uc.proxies import ProxyRoutingTransport, normalize_proxy_url, proxy_for
 
 if TYPE_CHECKING:
     from lightkube import ApiError, Client
@@ -84,6 +86,7 @@ def make_client(
     """A client for `context` from the user's kubeconfig, defaulting to `namespace`;
     `timeout_s` bounds each request (doctor uses a short one so a dead server fails fast)."""
     import httpx2
+    import msgspec
     import yaml
     from lightkube import Client
     from lightkube.config.kubeconfig import KubeConfig
@@ -108,29 +111,61 @@ def make_client(
             f"Kubernetes context '{context}' is not in your kubeconfig "
             f"(known: {', '.join(known) or 'none'}); fix kubernetes_context in the config."
         )
+    user, cluster = context_entries(merged, context)
+    plugin = plugin_from_kubeconfig(user, cluster, context)
     try:
         single = KubeConfig.from_dict(merged, fname=documents[0][0]).get(context)
+        if plugin is not None and single is not None and single.user is not None:
+            # we run the plugin ourselves (stderr to the terminal, with a timeout)
+            single = single._replace(user=msgspec.structs.replace(single.user, exec=None))
+        transport = _transport(single, cluster.get("proxy-url"), environ)
+        if plugin is not None:
+            transport = ExecCredentialTransport(transport, plugin, exec_timeout_s(environ))
         return Client(
             config=single,
             namespace=namespace,
             field_manager="dagster-uc",
-            transport=_transport(single),
+            transport=transport,
             timeout=httpx2.Timeout(timeout_s) if timeout_s else None,
         )
     except ConfigError as exc:
         raise UsageError(f"Cannot use Kubernetes context '{context}': {exc}.") from exc
 
 
-def _transport(single: Any) -> Any:
-    """The HTTP transport of the client: TLS as the kubeconfig says, reads retried on
-    transient failures (see `kube_retry`)."""
+def context_entries(merged: dict[str, Any], context: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The user and cluster entries (their inner mappings) that `context` names."""
+
+    def inner(section: str, name: Any) -> dict[str, Any]:
+        for entry in merged.get(section) or []:
+            if entry.get("name") == name:
+                return dict(entry.get(section[:-1]) or {})
+        return {}
+
+    ctx = inner("contexts", context)
+    return inner("users", ctx.get("user")), inner("clusters", ctx.get("cluster"))
+
+
+def _transport(single: Any, proxy_url: str | None, environ: Mapping[str, str] | None) -> Any:
+    """The HTTP transport of the client: TLS as the kubeconfig says, through the cluster's
+    `proxy-url` or else the proxy the environment names for the URL (as kubectl), reads
+    retried on transient failures (see `kube_retry`)."""
     import httpx2
     from lightkube.config.client_adapter import verify_cluster
 
     from dagster_uc.kube_retry import RetryingTransport
 
     verify = verify_cluster(single.cluster, single.user, single.abs_file)
-    return RetryingTransport(httpx2.HTTPTransport(verify=verify))
+
+    def make(proxy: str | None) -> Any:
+        return httpx2.HTTPTransport(verify=verify, proxy=proxy, trust_env=False)
+
+    fixed = normalize_proxy_url(proxy_url) if proxy_url else None
+
+    def choose(url: str) -> str | None:
+        return fixed if fixed else proxy_for(url, environ)
+
+    router = ProxyRoutingTransport(make, choose)
+    return RetryingTransport(cast("httpx2.BaseTransport", router))
 
 
 def api_error_code(exc: ApiError) -> int:

@@ -48,7 +48,7 @@ def parse_registry(registry: str) -> RegistryAddress:
         if value.startswith(prefix):
             scheme = prefix[:-3]
             value = value[len(prefix) :]
-    host, _, path = value.strip("/").partition("/")
+    host, _, path = value.rstrip("/").partition("/")
     path = path.strip("/")
     if (
         not host
