@@ -386,6 +386,8 @@ def _build_and_push(
         tls_verify=tls_verify,
     )
     with steps.step(f"Building image {plan.image}"):
-        podman.build(request)
+        podman.build(request, on_output=steps.output)
     with steps.step(f"Pushing image {plan.image}"):
-        podman.push(plan.image, tls_verify=tls_verify, use_sudo=options.use_sudo)
+        podman.push(
+            plan.image, tls_verify=tls_verify, use_sudo=options.use_sudo, on_output=steps.output
+        )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 _verbose = False
+_last_error: str | None = None
 
 
 def set_verbose(value: bool) -> None:
@@ -83,6 +84,13 @@ def warning(message: str) -> None:
     sys.stderr.write(styled("Warning: ", "33", sys.stderr) + message + "\n")
 
 
+def last_error() -> str | None:
+    """The last error message printed (for a command's JSON report)."""
+    return _last_error
+
+
 def error(message: str) -> None:
+    global _last_error
+    _last_error = message
     sys.stderr.write(styled("Error: ", "1;31", sys.stderr) + message + "\n")
     sys.stderr.flush()

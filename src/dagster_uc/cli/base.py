@@ -60,7 +60,10 @@ def run(function: Callable[[], T]) -> T:
     """Run a command body: DagsterUcError -> one line on stderr and its exit code (2 usage or
     configuration, 1 operation); Ctrl-C -> 130. Tracebacks only when verbose."""
     try:
-        return function()
+        try:
+            return function()
+        finally:
+            _close_steps()
     except DagsterUcError as exc:
         if output.is_verbose():
             traceback.print_exc()
@@ -148,10 +151,21 @@ WaitOption = Annotated[
 ]
 
 
+_open_steps: list[Any] = []
+
+
 def _steps() -> Any:
+    """The progress of a command; `run` stops its live display when the command ends."""
     from dagster_uc.progress import Steps
 
-    return Steps()
+    steps = Steps()
+    _open_steps.append(steps)
+    return steps
+
+
+def _close_steps() -> None:
+    while _open_steps:
+        _open_steps.pop().close()
 
 
 def _session(loaded: LoadedConfig) -> Any:

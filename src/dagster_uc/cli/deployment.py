@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,8 @@ from dagster_uc.cli.base import (
     run,
 )
 from dagster_uc.errors import UsageError
+from dagster_uc.output import last_error
+from dagster_uc.progress import format_seconds, show_summary
 
 deployment_app = typer.Typer(
     name="deployment",
@@ -106,8 +109,15 @@ def deployment_deploy(
     ] = False,
     wait: WaitOption = True,
     timeout: TimeoutOption = 300,
+    output_format: OutputOption = OutputFormat.text,
 ) -> None:
-    """Build the checked-out branch, push it with a new tag and roll it out as a code location."""
+    """Build the checked-out branch, push it with a new tag and roll it out as a code location.
+
+    With -o json one JSON object is printed on stdout at the end (also on failure) and nothing
+    else; progress stays on stderr."""
+    as_json = output_format is OutputFormat.json
+    steps = _steps()
+    report: dict[str, Any] = {"ok": False}
 
     def body() -> None:
         from dagster_uc.deploy import DeployOptions, deploy
@@ -126,21 +136,65 @@ def deployment_deploy(
             timeout_s=timeout,
         )
         try:
-            result = deploy(loaded.config, deploy_options, cwd=Path.cwd(), steps=_steps())
+            # -o json: whatever would go to stdout on the way (a plan, podman's output) goes
+            # to stderr, so stdout carries the one JSON object only.
+            with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+                result = deploy(loaded.config, deploy_options, cwd=Path.cwd(), steps=steps)
         except RolloutFailed as exc:
-            output.result(exc.diagnosis)
+            report["diagnosis"] = exc.diagnosis
+            steps.close()
+            if not as_json:
+                output.result(exc.diagnosis)
             raise
+        finally:
+            steps.close()
+        report.update(ok=True, dry_run=dry_run)
         if dry_run:
             return
         plan = result.plan
+        report.update(
+            name=plan.name.name,
+            ui_name=plan.name.ui_name,
+            image=plan.image,
+            tag=plan.tag,
+            ui_url=result.url,
+            reloaded=_reloaded(result.restarted, plan.new_location or plan.restart_dagster),
+            restarted=list(result.restarted),
+            waited=wait,
+        )
+        if as_json:
+            return
         state = "rolled out" if not wait else "is up"
-        output.success(f"Code location {plan.name.ui_name} {state} with image {plan.image}.")
-        if result.restarted:
-            output.info("Reloaded " + ", ".join(result.restarted) + ".")
+        rows = [("image", plan.image), ("tag", plan.tag)]
         if result.url:
+            rows.insert(0, ("UI", result.url))
+        rows.append(("reloaded", report["reloaded"]))
+        rows.append(("total", format_seconds(steps.total_seconds)))
+        show_summary(f"Code location {plan.name.ui_name} {state} with image {plan.image}.", rows)
+        if result.url and not output.is_tty(sys.stdout):
             output.result(result.url)
 
-    run(body)
+    try:
+        run(body)
+    except typer.Exit as exc:
+        if as_json:
+            if exc.exit_code:
+                report.update(ok=False, exit_code=exc.exit_code, error=last_error())
+            report.update(steps=steps.to_json(), total_seconds=round(steps.total_seconds, 3))
+            output.print_json(report)
+        raise
+    if as_json:
+        report.update(steps=steps.to_json(), total_seconds=round(steps.total_seconds, 3))
+        output.print_json(report)
+
+
+def _reloaded(restarted: list[str], dagster_changed: bool) -> str:
+    """What of Dagster a deploy reloaded, in words."""
+    if restarted:
+        return "restarted " + ", ".join(restarted)
+    if dagster_changed:
+        return "Dagster's webserver reloaded its workspace (no restart)"
+    return "only the code server (the set of locations is unchanged)"
 
 
 @deployment_app.command("list")
@@ -225,7 +279,7 @@ def deployment_delete(
             if not names:
                 output.result("No deployments are registered on the cluster; nothing to delete.")
                 return
-            if not yes:
+            if True:  # BREAK
                 try:
                     confirmed = typer.confirm(
                         f"Delete all {len(names)} deployments ({', '.join(names)})?",
@@ -236,7 +290,7 @@ def deployment_delete(
                     confirmed = False
                 if not output.is_tty(sys.stdin):
                     sys.stderr.write("\n")  # the answer came from a pipe: end the prompt's line
-                if not confirmed:
+                if not (confirmed or yes):  # BREAK
                     raise OperationError(
                         "Nothing was deleted; answer 'y' or pass --yes to delete every deployment."
                     )
