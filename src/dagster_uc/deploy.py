@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc import output
-from dagster_uc.errors import UsageError
-from dagster_uc.values import DeploymentRecord
+from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.values import DeploymentRecord, entry_tag, find_entry, record_of
+from dagster_uc.versioning import parse_version_tag
 from dagster_uc.workspace_owner import read_workspace_owner
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ def deploy(
         _build_and_push(config, plan, cwd, options, steps)
 
     def change(current: StateSnapshot) -> StateSnapshot:
+        refuse_older(current, plan, config.dagster_version)
         return current.with_deployment(plan.entry, plan.record)
 
     from dagster_uc.rollout import WaitTarget, apply_change_locked
@@ -235,6 +237,27 @@ def deploy(
         force_restart=options.force or config.cicd,
     )
     return DeployResult(plan, location_url(config, name.ui_name), result.restarted)
+
+
+def refuse_older(state: StateSnapshot, plan: DeployPlan, dagster_version: str) -> None:
+    """Stop a deploy whose build finished after a newer deploy of the same name went out.
+
+    Tags are reserved in order but the lock is taken in build-finish order: without this the
+    older build would replace the newer one and report success. Checked under the lock, on
+    the state about to be changed; `rollback` and `revive` are the explicit ways back."""
+    entry = find_entry(state.values, plan.name.name)
+    current = entry_tag(entry) if entry is not None else None
+    ours = parse_version_tag(plan.tag, dagster_version)
+    theirs = parse_version_tag(current, dagster_version) if current else None
+    if entry is None or ours is None or theirs is None or theirs <= ours:
+        return
+    record = record_of(entry)
+    by = f" (deployed by {record.by} at {record.at})" if record else ""
+    raise OperationError(
+        f"Deployment {plan.name.name} already runs the newer tag {current}{by}; this deploy "
+        f"of {plan.tag} finished later and stopped without changing anything (to go back to "
+        f"it: dagster-uc deployment rollback -n {plan.name.name} --to {plan.tag})."
+    )
 
 
 def render_check(session: Session, plan: DeployPlan, state: StateSnapshot, steps: Steps) -> None:

@@ -118,7 +118,8 @@ def compact_history(
     """The history with only what the guarantees need (pure; run before every write).
 
     - tags: the highest per Dagster version (never reused), plus those of the kept records
-      and the tag deployed now (image prune protects them);
+      and the tag deployed now (image prune protects them), and for a deployed name its last
+      HISTORY_LIMIT reservations;
     - a deployed name (in `live_tags`, name -> current tag) keeps its last HISTORY_LIMIT
       records (rollback);
     - a deleted name keeps its last deploy and its delete (revive and image prune use them),
@@ -132,6 +133,8 @@ def compact_history(
         else:
             records = _deleted_window(entry.records, now)
         wanted = {r.tag for r in records}
+        if live:
+            wanted.update(entry.tags[-HISTORY_LIMIT:])
         current = live_tags.get(name)
         if current:
             wanted.add(current)

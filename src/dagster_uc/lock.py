@@ -3,6 +3,21 @@
 Only one process changes the cluster state at a time, across machines. The Lease names its
 holder (user@host plus a per-process token) and expires unless renewed, so a killed deploy
 never locks the team out for longer than one lease duration.
+
+Expiry and loss are judged as client-go's leader election judges them, never by comparing
+another machine's clock with ours:
+
+- a Lease held by someone else is expired once its record (resourceVersion, holder,
+  renewTime) has not changed for a whole lease duration, measured on this process's monotonic
+  clock from the moment this process first saw that record;
+- the holder renews every third of the duration and retries quickly after a failure; when no
+  renewal succeeded for two thirds of the duration (measured from the moment the last
+  successful renewal was sent) the lock counts as lost, before any other process can judge it
+  expired. Every write, and every step of a rollback, checks it first (`ensure_held`).
+
+While the Lease is held, the lock ConfigMap of the original dagster-uc (same name, data
+`locked: "true"`) is respected too: we wait while the original holds it and set it while we
+hold ours, so both tools exclude each other during a migration.
 """
 
 from __future__ import annotations
@@ -17,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dagster_uc.errors import OperationError
 from dagster_uc.kube import api_error_code, api_errors
@@ -28,6 +43,10 @@ if TYPE_CHECKING:
     from dagster_uc.config import Config
 
 DEFAULT_LEASE_SECONDS = 30
+#: Data key of the original dagster-uc's lock ConfigMap, and the key naming which of our
+#: processes set it (the original writes only `locked`).
+ORIGINAL_LOCKED_KEY = "locked"
+ORIGINAL_HOLDER_KEY = "holder"
 
 
 def holder_identity() -> str:
@@ -41,6 +60,21 @@ def holder_identity() -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def micro_time(moment: dt.datetime) -> str:
+    """A MicroTime as the API server parses it: always six fractional digits, UTC."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def keep_micro_times(spec: Any) -> None:
+    """Turn the Lease times read back (datetimes) into MicroTime strings before a write:
+    lightkube sends a string as it is, but formats a datetime at an exact second without the
+    fraction, which the API server's MicroTime parser refuses."""
+    for attribute in ("acquireTime", "renewTime"):
+        value = getattr(spec, attribute)
+        if isinstance(value, dt.datetime):
+            setattr(spec, attribute, micro_time(_parse_time(value) or value))
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -57,7 +91,10 @@ def _parse_time(value: Any) -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class LockStatus:
-    """The Lease as seen at one moment."""
+    """The Lease as seen at one moment.
+
+    `is_held` reads renewTime against this machine's clock: good enough to show the lock
+    (`lock status`, `doctor`), never used to take it over (see `LeaseObserver`)."""
 
     name: str
     holder: str | None
@@ -91,9 +128,15 @@ class LockStatus:
     def describe(self) -> str:
         if not self.is_held():
             return f"lock {self.name} is free"
+        return self.describe_holder()
+
+    def describe_holder(self) -> str:
+        """Who holds it, whatever the clocks say (the wait message of a deploy)."""
         since = self.acquired_at.strftime("%H:%M:%S UTC") if self.acquired_at else "unknown"
-        until = self.expires_at.strftime("%H:%M:%S UTC") if self.expires_at else "unknown"
-        return f"lock {self.name} is held by {self.holder} since {since} (expires {until} unless renewed)"
+        return (
+            f"lock {self.name} is held by {self.holder} since {since} (free once not renewed "
+            f"for {self.lease_seconds} s)"
+        )
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -118,8 +161,56 @@ def status_from_lease(name: str, lease: Any | None) -> LockStatus:
     )
 
 
+def lease_record(lease: Any) -> tuple[str, ...]:
+    """What changes whenever the holder renews or the Lease changes hands."""
+    spec = lease.spec
+    return (
+        str(getattr(lease.metadata, "resourceVersion", "") or ""),
+        str(spec.holderIdentity or ""),
+        str(spec.renewTime or ""),
+        str(spec.leaseDurationSeconds or ""),
+    )
+
+
+class LeaseObserver:
+    """Judges another holder's Lease expired as client-go does: its record unchanged for a
+    whole lease duration on our monotonic clock, counted from when we first saw the record."""
+
+    def __init__(self) -> None:
+        self._record: tuple[str, ...] | None = None
+        self._since = 0.0
+
+    def expired(self, record: tuple[str, ...], lease_seconds: float, now: float) -> bool:
+        if record != self._record:
+            self._record, self._since = record, now
+            return False
+        return now - self._since >= lease_seconds
+
+
+class LockLost(OperationError):
+    """The lease was taken over or could not be renewed in time: nothing more may change."""
+
+
+@dataclass(frozen=True)
+class OriginalLock:
+    """The original dagster-uc's lock ConfigMap as seen at one moment (the wait message)."""
+
+    name: str
+
+    def describe_holder(self) -> str:
+        return (
+            f'ConfigMap {self.name} says locked: "true" (set by the original dagster-uc); '
+            "waiting for that deploy to finish (--reset-lock if none is running)"
+        )
+
+
 class DeployLock:
-    """Acquire, renew and release the Lease named `name` in `namespace`."""
+    """Acquire, renew and release the Lease named `name` in `namespace` (and the original
+    tool's lock ConfigMap of the same name).
+
+    `clock` (monotonic seconds) and `wall` (for the Lease's MicroTimes) are parameters so
+    the expiry rules can be tested without waiting.
+    """
 
     def __init__(
         self,
@@ -129,16 +220,34 @@ class DeployLock:
         *,
         identity: str | None = None,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], dt.datetime] = _now,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.name = name
         self.identity = identity or holder_identity()
         self.lease_seconds = lease_seconds
+        self.clock = clock
+        self.wall = wall
         self._lease: Any = None
+        self._flag: Any = None
+        self._observer = LeaseObserver()
+        self._renewed_at: float | None = None
+        self._lost_reason = ""
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost = threading.Event()
+
+    @property
+    def renew_interval(self) -> float:
+        return self.lease_seconds / 3
+
+    @property
+    def renew_deadline(self) -> float:
+        """No successful renewal for this long means the lock is lost: a third of the lease
+        before any other process may judge it expired."""
+        return self.lease_seconds * 2 / 3
 
     def status(self) -> LockStatus:
         return status_from_lease(self.name, self._read())
@@ -151,20 +260,30 @@ class DeployLock:
         from lightkube.resources.coordination_v1 import Lease
 
         lease = self._read()
+        seen = self.clock()
         current = status_from_lease(self.name, lease)
-        if current.is_held() and current.holder != self.identity and not force:
+        if (
+            lease is not None
+            and current.holder
+            and current.holder != self.identity
+            and not force
+            and not self._observer.expired(lease_record(lease), current.lease_seconds, seen)
+        ):
             return current
-        now = _now()
         transitions = 0
         if lease is not None and lease.spec is not None:
-            transitions = int(lease.spec.leaseTransitions or 0) + 1
+            transitions = int(lease.spec.leaseTransitions or 0)
+            if lease.spec.holderIdentity != self.identity:
+                transitions += 1
+        stamp = micro_time(self.wall())
         spec = LeaseSpec(
             holderIdentity=self.identity,
             leaseDurationSeconds=self.lease_seconds,
-            acquireTime=now,
-            renewTime=now,
+            acquireTime=cast("dt.datetime", stamp),
+            renewTime=cast("dt.datetime", stamp),
             leaseTransitions=transitions,
         )
+        sent = self.clock()
         try:
             with api_errors(f"take the deploy lock {self.name}"):
                 if lease is None:
@@ -182,6 +301,9 @@ class DeployLock:
             if isinstance(cause, ApiError) and api_error_code(cause) == 409:
                 return status_from_lease(self.name, self._read())
             raise
+        self._renewed_at = sent
+        self._lost_reason = ""
+        self.lost.clear()
         return None
 
     def acquire(
@@ -189,27 +311,112 @@ class DeployLock:
         *,
         force: bool = False,
         timeout_s: float | None = None,
-        on_wait: Callable[[LockStatus], None] | None = None,
+        on_wait: Callable[[LockStatus | OriginalLock], None] | None = None,
     ) -> None:
-        """Wait (polling with backoff) until the lock is ours, then keep renewing it."""
+        """Wait (polling with backoff) until the lock is ours, keep renewing it, then wait
+        likewise for the original tool's lock ConfigMap and set it."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         delay = 0.2
         last_holder: str | None = None
         while True:
             holder = self.try_acquire(force=force)
             if holder is None:
-                self._start_renewing()
-                return
+                break
             if on_wait is not None and holder.holder != last_holder:
                 on_wait(holder)
             last_holder = holder.holder
             if deadline is not None and time.monotonic() >= deadline:
                 raise OperationError(
-                    f"Timed out waiting for the deploy {holder.describe()}; "
+                    f"Timed out waiting for the deploy {holder.describe_holder()}; "
                     "retry later or use --reset-lock if that deploy is gone."
                 )
             time.sleep(delay)
             delay = min(delay * 1.6, 2.0)
+        self._start_renewing()
+        try:
+            self._take_original_lock(force=force, deadline=deadline, on_wait=on_wait)
+        except BaseException:
+            self.release()
+            raise
+
+    def _take_original_lock(
+        self,
+        *,
+        force: bool,
+        deadline: float | None,
+        on_wait: Callable[[LockStatus | OriginalLock], None] | None,
+    ) -> None:
+        """Set the original dagster-uc's lock ConfigMap (`locked: "true"`) for us, waiting
+        while the original holds it. A flag set by another process of ours is stale: that
+        process no longer holds the Lease, which we hold now."""
+        from lightkube import ApiError
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ConfigMap
+
+        delay = 0.2
+        told = False
+        while True:
+            self.ensure_held()
+            configmap = self._read_flag()
+            data = dict((configmap.data or {}) if configmap is not None else {})
+            held_by_original = data.get(ORIGINAL_LOCKED_KEY) == "true" and not data.get(
+                ORIGINAL_HOLDER_KEY
+            )
+            if not held_by_original or force:
+                data.update({ORIGINAL_LOCKED_KEY: "true", ORIGINAL_HOLDER_KEY: self.identity})
+                try:
+                    with api_errors(f"set the lock ConfigMap {self.name}"):
+                        if configmap is None:
+                            self._flag = self.client.create(
+                                ConfigMap(
+                                    metadata=ObjectMeta(name=self.name, namespace=self.namespace),
+                                    data=data,
+                                )
+                            )
+                        else:
+                            configmap.data = data
+                            self._flag = self.client.replace(configmap)
+                    return
+                except OperationError as exc:
+                    cause = exc.__cause__
+                    if not (isinstance(cause, ApiError) and api_error_code(cause) == 409):
+                        raise
+                    continue
+            if on_wait is not None and not told:
+                on_wait(OriginalLock(self.name))
+                told = True
+            if deadline is not None and time.monotonic() >= deadline:
+                raise OperationError(
+                    f"Timed out waiting for the original dagster-uc's lock: "
+                    f"{OriginalLock(self.name).describe_holder()}."
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.6, 2.0)
+
+    def _release_original_lock(self) -> None:
+        """Clear the original tool's flag if we set it (compare-and-swap, a few tries)."""
+        from lightkube import ApiError
+
+        configmap = self._flag
+        self._flag = None
+        for _ in range(5):
+            if configmap is None:
+                configmap = self._read_flag()
+            data = dict((configmap.data or {}) if configmap is not None else {})
+            if configmap is None or data.get(ORIGINAL_HOLDER_KEY) != self.identity:
+                return
+            data.pop(ORIGINAL_HOLDER_KEY, None)
+            data[ORIGINAL_LOCKED_KEY] = "false"
+            configmap.data = data
+            try:
+                with api_errors(f"clear the lock ConfigMap {self.name}"):
+                    self.client.replace(configmap)
+                return
+            except OperationError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, ApiError) and api_error_code(cause) in (404, 409)):
+                    raise
+                configmap = None
 
     def release(self) -> None:
         """Give the lock back if we still hold it (compare-and-swap; never frees someone else's).
@@ -225,6 +432,7 @@ class DeployLock:
             self._renewer.join(timeout=5)
             self._renewer = None
         try:
+            self._release_original_lock()
             if not self._release_cached():
                 release_lease(self.client, self.namespace, self.name, only_holder=self.identity)
         except DagsterUcError as exc:
@@ -261,36 +469,86 @@ class DeployLock:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        """Renew with the Lease we last wrote (one request); re-read only after a conflict or
-        an error, and stop (setting `lost`) once someone else holds it."""
-        interval = max(0.5, self.lease_seconds / 3)
+        """Renew every `renew_interval`; after a failure retry quickly; stop once lost."""
+        delay = self.renew_interval
+        while not self._stop.wait(delay):
+            if self.renew_once():
+                delay = self.renew_interval
+            elif self.lost.is_set():
+                return
+            else:
+                left = self.renew_deadline - (self.clock() - (self._renewed_at or 0.0))
+                delay = max(0.05, min(1.0, left / 4))
+
+    def renew_once(self) -> bool:
+        """One renewal with the Lease we last wrote (one request; after a conflict it reads
+        the Lease and tries once more). False when it failed; sets `lost` when someone else
+        holds the Lease or no renewal succeeded within `renew_deadline`."""
+        from lightkube import ApiError
+
+        sent = self.clock()
+        if self._overdue(sent):
+            return False
         lease = self._lease
-        while not self._stop.wait(interval):
+        self._lease = None
+        for _ in range(2):
             try:
                 if lease is None:
                     lease = self._read()
-                if (
-                    lease is None
-                    or lease.spec is None
-                    or lease.spec.holderIdentity != self.identity
-                ):
-                    self.lost.set()
-                    return
-                lease.spec.renewTime = _now()
-                lease = self._lease = self.client.replace(lease)
-            except Exception:
+                if lease is None or lease.spec is None:
+                    self._lose("the Lease was deleted")
+                    return False
+                if lease.spec.holderIdentity != self.identity:
+                    self._lose(f"{lease.spec.holderIdentity or 'nobody'} holds it now")
+                    return False
+                lease.spec.renewTime = micro_time(self.wall())
+                keep_micro_times(lease.spec)
+                self._lease = self.client.replace(lease)
+            except ApiError as exc:
+                if api_error_code(exc) != 409:
+                    return False
                 lease = None
+                continue
+            except Exception:
+                return False
+            self._renewed_at = sent
+            return True
+        return False
+
+    def _overdue(self, now: float) -> bool:
+        if self._renewed_at is not None and now - self._renewed_at > self.renew_deadline:
+            self._lose(f"no renewal succeeded for {self.renew_deadline:g} s")
+        return self.lost.is_set()
+
+    def _lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self._lost_reason = reason
+            self.lost.set()
 
     def ensure_held(self) -> None:
-        """Stop before a write when the lease was taken over (this process stalled past expiry)."""
-        if self.lost.is_set():
-            raise OperationError(
-                f"The deploy lock {self.name} was taken over by someone else while this command "
-                "ran; nothing more was changed, run the command again."
+        """Stop before a write (or a rollback step) unless the lock is surely still ours."""
+        if self._overdue(self.clock()):
+            raise LockLost(
+                f"Lost the deploy lock {self.name} ({self._lost_reason}); stopped without "
+                "changing anything more. What this command had changed before stays as it is "
+                "(without the lock nothing may be rolled back): see `dagster-uc deployment "
+                "list` and run the command again."
             )
 
     def _read(self) -> Any:
         return read_lease(self.client, self.namespace, self.name)
+
+    def _read_flag(self) -> Any:
+        from lightkube import ApiError
+        from lightkube.resources.core_v1 import ConfigMap
+
+        with api_errors(f"read the lock ConfigMap {self.name}"):
+            try:
+                return self.client.get(ConfigMap, self.name, namespace=self.namespace)
+            except ApiError as exc:
+                if api_error_code(exc) == 404:
+                    return None
+                raise
 
     @contextmanager
     def held(
@@ -298,7 +556,7 @@ class DeployLock:
         *,
         force: bool = False,
         timeout_s: float | None = None,
-        on_wait: Callable[[LockStatus], None] | None = None,
+        on_wait: Callable[[LockStatus | OriginalLock], None] | None = None,
     ) -> Iterator[DeployLock]:
         self.acquire(force=force, timeout_s=timeout_s, on_wait=on_wait)
         try:

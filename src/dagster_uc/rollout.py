@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from dagster_uc import output
 from dagster_uc.errors import DagsterUcError, OperationError
+from dagster_uc.lock import DeployLock, LockLost
 from dagster_uc.reload import reload_webserver, workspace_locations
 from dagster_uc.values import (
     DeploymentHistory,
@@ -69,7 +70,9 @@ def apply_change(
 ) -> ChangeResult:
     """Write `change` to the state and roll it out; restore everything if the rollout fails.
 
-    `guard` runs before each write (the lock's check that it is still held).
+    `guard` runs before each write, each step of a rollback and each poll of the wait (the
+    lock's check that it is still held): once the lock is lost nothing more is changed, not
+    even rolled back, since someone else may be changing the cluster by then.
 
     `start`: a recent snapshot of the state to try the first compare-and-swap on (saves a
     read). Ctrl-C is held back while a ConfigMap write is in flight (so no write is cut in half)
@@ -82,7 +85,7 @@ def apply_change(
     config = session.config
     helm = session.helm
     release = config.helm_release_name
-    previous_revision = _prepare_release(session)
+    previous_revision = _prepare_release(session, guard)
 
     before: StateSnapshot | None = None
     after: StateSnapshot | None = None
@@ -103,12 +106,19 @@ def apply_change(
                 + ", ".join(t.name for t in targets)
                 + f" to be ready (up to {int(timeout_s)} s)"
             ):
-                _wait_all(session, targets, timeout_s)
+                _wait_all(session, targets, timeout_s, guard)
+    except LockLost:
+        raise
     except (DagsterUcError, KeyboardInterrupt):
         if before is not None and after is not None:
             with interrupts_deferred():
                 _restore(
-                    session, before, after, previous_revision if helm_ran else _UNTOUCHED, steps
+                    session,
+                    before,
+                    after,
+                    previous_revision if helm_ran else _UNTOUCHED,
+                    steps,
+                    guard,
                 )
         raise
     assert before is not None and after is not None
@@ -192,8 +202,6 @@ def apply_change_locked(
 ) -> ChangeResult:
     """`apply_change` under the deploy lock, which is released whatever happens (and SIGTERM
     is handled like Ctrl-C meanwhile, so a cancelled CI job still restores and releases)."""
-    from dagster_uc.lock import DeployLock
-
     config = session.config
     lock = DeployLock(
         session.client,
@@ -205,7 +213,8 @@ def apply_change_locked(
         try:
             with steps.step("Taking the deploy lock"):
                 lock.acquire(
-                    force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe()}")
+                    force=reset_lock,
+                    on_wait=lambda s: steps.note(f"waiting: {s.describe_holder()}"),
                 )
             return apply_change(
                 session,
@@ -270,14 +279,22 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait_all(session: Session, targets: list[WaitTarget], timeout_s: float) -> None:
+def _wait_all(
+    session: Session, targets: list[WaitTarget], timeout_s: float, guard: Callable[[], None]
+) -> None:
     from dagster_uc.pods import UserCode, diagnose, format_diagnosis, wait_for_rollout
 
     scope = UserCode.of(session.config)
     namespace = session.config.namespace
     for target in targets:
         result = wait_for_rollout(
-            session.client, namespace, target.name, target.image, timeout_s, scope=scope
+            session.client,
+            namespace,
+            target.name,
+            target.image,
+            timeout_s,
+            scope=scope,
+            before_poll=guard,
         )
         if not result.ok:
             try:
@@ -295,11 +312,12 @@ class RolloutFailed(OperationError):
         self.diagnosis = diagnosis
 
 
-def _prepare_release(session: Session) -> int | None:
+def _prepare_release(session: Session, guard: Callable[[], None]) -> int | None:
     """The revision to go back to if this change fails (None: uninstall).
 
     A release left `pending-*` by a killed or interrupted Helm run blocks every upgrade; we
-    hold the deploy lock, so nobody else is running Helm on it: unlock it first.
+    hold the deploy lock (`guard` checks it), so nobody else is running Helm on it: unlock it
+    first.
     """
     from dagster_uc.helm import PENDING_STATUSES
 
@@ -308,6 +326,7 @@ def _prepare_release(session: Session) -> int | None:
     revisions = helm.history(release)
     if revisions and revisions[-1].status in PENDING_STATUSES:
         stuck = revisions[-1]
+        guard()
         done = helm.recover_pending(release)
         output.warning(
             f"Helm release {release} was left {stuck.status} (revision {stuck.revision}) by an "
@@ -356,22 +375,29 @@ def _restore(
     after: StateSnapshot,
     revision: int | None,
     steps: Steps,
+    guard: Callable[[], None] = lambda: None,
 ) -> None:
     """Put the release, the values and the workspace back as they were before the change
-    (`revision`: the release revision to roll back to; None uninstalls; _UNTOUCHED keeps it)."""
+    (`revision`: the release revision to roll back to; None uninstalls; _UNTOUCHED keeps it).
+    `guard` runs before each step: a lost lock stops the rollback (LockLost is raised)."""
     from dagster_uc.state import dump_yaml
     from dagster_uc.workspace import workspace_yaml
 
     release = session.config.helm_release_name
     with steps.step("Rolling back to the previous state"):
         try:
+            guard()
             _, restored = session.state.update(lambda current: reverted(current, before, after))
+            guard()
             session.state.write_workspace(workspace_yaml(restored.values))
             if revision != _UNTOUCHED and _release_moved(session, revision):
+                guard()
                 if revision is not None:
                     _roll_release_back(session, revision, dump_yaml(restored.values))
                 else:
                     session.helm.uninstall(release)
+        except LockLost:
+            raise
         except DagsterUcError as exc:
             output.error(
                 f"The rollback did not complete ({exc}); the next deploy or delete will "

@@ -68,11 +68,13 @@ def wait_for_rollout(
     on_progress: Callable[[str], None] | None = None,
     *,
     scope: UserCode,
+    before_poll: Callable[[], None] = lambda: None,
 ) -> RolloutResult:
     """Poll (backoff 0.2 s to 2 s) until the location's rollout of `image` is complete.
 
     Returns ok, or not ok with `timed_out` or a fatal `reason` (see `pods.status`).
-    `on_progress` gets a short message whenever the state changes.
+    `on_progress` gets a short message whenever the state changes. `before_poll` runs before
+    each poll; what it raises ends the wait (the deploy lock's check that it is still held).
     """
     import httpx2
     from lightkube import ApiError
@@ -82,6 +84,7 @@ def wait_for_rollout(
     pods: list[PodStatus] = []
     dep_name: str | None = None
     for delay in backoff():
+        before_poll()
         try:
             dep = find_deployment(client, ns, name, scope)
             pods = list_pods(client, ns, name, scope)
