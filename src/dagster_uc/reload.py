@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dagster_uc import output
 from dagster_uc.kube import api_error_code, api_errors, describe_api_error
 
 if TYPE_CHECKING:
@@ -95,6 +96,16 @@ class Probe:
     reloaded: bool = False
     error: str | None = None
     permanent: bool = False  # retrying cannot help (read-only webserver, no python, ...)
+
+    def describe(self) -> str:
+        shown = (
+            "no workspace"
+            if self.locations is None
+            else ", ".join(loc.name for loc in self.locations) or "no locations"
+        )
+        return f"file lists {', '.join(self.file or []) or 'nothing'}; webserver shows {shown}" + (
+            " (after a reload)" if self.reloaded else ""
+        )
 
     def shows(self, expected: set[str]) -> bool:
         return self.locations is not None and {loc.name for loc in self.locations} == expected
@@ -268,6 +279,7 @@ def reload_webserver(
             )
             reloads += probe.reloaded
             probes.append(probe)
+            output.debug(f"webserver pod {server.pod}: {probe.error or probe.describe()}")
             if probe.permanent:
                 return ReloadOutcome(False, clock() - start, f"{probe.error}", reloads=reloads)
         if servers and all(p.shows(expected) for p in probes):

@@ -176,7 +176,7 @@ def _reload_or_restart(
     added, removed = sorted(expected - shown_before), sorted(shown_before - expected)
     parts = [f"shows {', '.join(added)}"] if added else []
     parts += [f"no longer shows {', '.join(removed)}"] if removed else []
-    output.info(
+    steps.note(
         f"Dagster's webserver {' and '.join(parts) or 'is up to date'} "
         f"(reloaded in {outcome.seconds:.1f} s, no restart); the daemon picks the change up "
         "within about a minute."

@@ -191,6 +191,159 @@ def run_command(
     )
 
 
+# --- the webserver's workspace reload ------------------------------------------------
+
+
+class Webservers:
+    """Dagster's webservers as dagster-uc's reload probe (`dagster_uc.reload.PROBE`, run with
+    `python -c` in the webserver container) finds them: each reads the mounted workspace file,
+    reloads when the file lists the expected locations and answers what it then shows.
+
+    Installed as the emulator's `exec_handler` by `seed_dagster` (other commands fall through
+    to `run_command`). The mounted file is the workspace ConfigMap as the kubelet projects it:
+    a change shows in a running pod's file `mount_delay` seconds after this model first saw it
+    (the kubelet's sync period; 0 by default), and in a pod started after it at once. Each
+    webserver pod loads the file as it was when the pod was created, then only on a reload.
+    `reloads` counts the reloads per namespace.
+    """
+
+    def __init__(self, cluster: Seedable, previous: Any = None) -> None:
+        self.cluster = cluster
+        self.previous = previous
+        self.mount_delay = 0.0
+        self.reloads: dict[str, int] = {}
+        self._history: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        self._loaded: dict[str, list[str]] = {}  # pod uid -> location names shown
+
+    def __call__(self, argv: list[str], pod: dict[str, Any], container: dict[str, Any]) -> Any:
+        if self.previous is not None:
+            answer = self.previous(argv, pod, container)
+            if answer is not None:
+                return answer
+        if not (
+            len(argv) == 4
+            and argv[0].rsplit("/", 1)[-1] in ("python", "python3")
+            and argv[1] == "-c"
+            and "reloadWorkspace" in argv[2]
+            and container_role(container) == "webserver"
+        ):
+            return None
+        import json
+
+        try:
+            args = json.loads(argv[3])
+        except ValueError:
+            return ExecResult(1, stderr="json.decoder.JSONDecodeError: Expecting value\n")
+        return ExecResult(0, json.dumps(self.probe(pod, container, args)) + "\n")
+
+    def seeded(self, namespace: str, configmap: dict[str, Any]) -> None:
+        """The ConfigMap as the chart created it: what webserver pods started with."""
+        for key, text in (configmap.get("data") or {}).items():
+            self._history[(namespace, configmap["metadata"]["name"], key)] = [(0.0, text)]
+
+    def probe(
+        self, pod: dict[str, Any], container: dict[str, Any], args: dict[str, Any]
+    ) -> dict[str, Any]:
+        import time
+
+        meta = pod["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        now = time.time()
+        history = self._observe(pod, container, args["workspace"], now)
+        out: dict[str, Any] = {"file": None, "reloaded": False}
+        if history is None:
+            out["file_error"] = (
+                f"FileNotFoundError: [Errno 2] No such file or directory: {args['workspace']!r}"
+            )
+            file_names = None
+        else:
+            visible = [text for seen, text in history if seen <= now - self.mount_delay] or [
+                history[0][1]
+            ]
+            file_names = out["file"] = sorted(_locations(visible[-1]))
+        if uid not in self._loaded:
+            created = _epoch(meta.get("creationTimestamp"))
+            at_start = [text for seen, text in history or [] if seen <= created] or [
+                text for _seen, text in (history or [])
+            ][-1:]
+            self._loaded[uid] = sorted(_locations(at_start[-1])) if at_start else []
+        shown = self._loaded[uid]
+        if file_names == sorted(args.get("expect") or []) and shown != file_names:
+            out["reloaded"] = True
+            if "--read-only" in " ".join(_argv(container)):
+                out["workspace"] = {
+                    "__typename": "UnauthorizedError",
+                    "message": "Unauthorized: Dagster UI is currently in read-only mode",
+                }
+                return out
+            self._loaded[uid] = shown = list(file_names)
+            self.reloads[namespace] = self.reloads.get(namespace, 0) + 1
+        out["workspace"] = {
+            "__typename": "Workspace",
+            "locationEntries": [
+                {
+                    "name": name,
+                    "loadStatus": "LOADED",
+                    "locationOrLoadError": {"__typename": "RepositoryLocation"},
+                }
+                for name in shown
+            ],
+        }
+        return out
+
+    def _observe(
+        self, pod: dict[str, Any], container: dict[str, Any], path: str, now: float
+    ) -> list[tuple[float, str]] | None:
+        """The contents the workspace ConfigMap behind `path` had, as first seen (None: no
+        ConfigMap volume is mounted there)."""
+        directory, _, key = path.rpartition("/")
+        volumes = {v.get("name"): v for v in pod.get("spec", {}).get("volumes") or []}
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") != directory.rstrip("/"):
+                continue
+            source = (volumes.get(mount.get("name")) or {}).get("configMap") or {}
+            if not source.get("name"):
+                continue
+            namespace = pod["metadata"]["namespace"]
+            cm = self.cluster.get("v1", "configmaps", namespace, source["name"])
+            if cm is None or key not in (cm.get("data") or {}):
+                return None
+            history = self._history.setdefault((namespace, source["name"], key), [])
+            if not history or history[-1][1] != cm["data"][key]:
+                history.append((0.0 if not history else now, cm["data"][key]))
+            return history
+        return None
+
+
+def _locations(text: str) -> list[str]:
+    import yaml
+
+    document = yaml.safe_load(text) or {}
+    return [
+        (next(iter(entry.values())) or {}).get("location_name", "")
+        for entry in document.get("load_from") or []
+        if isinstance(entry, dict) and entry
+    ]
+
+
+def _epoch(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    return (
+        datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    )
+
+
+def webservers(emu: Any) -> Webservers:
+    """The emulator's webserver model (installed by `seed_dagster`)."""
+    handler = emu.exec_handler
+    while handler is not None and not isinstance(handler, Webservers):
+        handler = getattr(handler, "previous", None)
+    if handler is None:
+        raise LookupError("seed_dagster has not installed the webserver model")
+    return handler
+
+
 # --- seed -----------------------------------------------------------------------------
 
 
@@ -220,6 +373,11 @@ def seed_dagster(
     workspace ConfigMap."""
     emu.dagster_version = dagster_version
     emu.dagster_versions[namespace] = dagster_version
+    if hasattr(emu, "exec_handler"):
+        try:
+            webservers(emu)
+        except LookupError:
+            setattr(emu, "exec_handler", Webservers(emu, emu.exec_handler))  # noqa: B010
     if emu.get("v1", "namespaces", "", namespace) is None:
         emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     image = f"docker.io/dagster/dagster-celery-k8s:{dagster_version}"
@@ -343,3 +501,6 @@ def seed_dagster(
                 "data": {"workspace.yaml": "load_from: []\n"},
             }
         )
+    workspace = emu.get("v1", "configmaps", namespace, "dagster-workspace-yaml")
+    if workspace is not None and hasattr(emu, "exec_handler"):
+        webservers(emu).seeded(namespace, workspace)
