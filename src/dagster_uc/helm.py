@@ -445,6 +445,8 @@ class Helm:
 
         When the chart's schema refers to a schema that cannot be fetched, the values are
         checked against the rest of it and rendered without it (one warning)."""
+        if self._unreachable_schema and not self.options.skip_schema_validation:
+            return self._check_values_offline(release, chart, values_yaml, self._unreachable_schema)
         run = self._template_run(self.options, release, chart, values_yaml)
         if run.returncode == 0:
             return run.stdout

@@ -55,6 +55,11 @@ def test_a_chart_whose_schema_host_is_unreachable_deploys_with_one_warning(
     assert pod_spec(stack)["containers"][0]["image"].endswith(":1.8.4-0")
     assert stack.deployment(NAME)["status"].get("readyReplicas") == 1  # type: ignore[index]
 
+    # A command whose first Helm call is the upgrade itself (no render check before it).
+    deleted = stack.ok("deployment", "delete", "-n", NAME)
+    assert len(warning_lines(deleted.stderr, "--skip-schema-validation")) == 1, deleted.stderr
+    assert stack.deployment(NAME) is None
+
 
 @pytest.mark.parametrize("helm_major", [3, 4], indirect=True, ids=["helm3", "helm4"])
 def test_values_that_violate_the_rest_of_the_schema_still_fail(

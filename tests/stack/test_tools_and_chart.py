@@ -210,3 +210,30 @@ def test_chart_renders_role_rolebinding_and_service_account_by_default(
 
     off = by_kind_name(render(tmp_path, getattr(tools, which), {**VALUES, "rbacEnabled": False}))
     assert not {kind for kind, _ in off} & {"Role", "RoleBinding"}
+
+
+def test_the_documented_role_holds_every_right_the_charts_role_grants(
+    tools: Tools, tmp_path: Path
+) -> None:
+    """Kubernetes refuses to let `helm upgrade` create a Role granting rights its user lacks."""
+    role_file = Path(__file__).resolve().parents[2] / "docs" / "rbac" / "dagster-uc-role.yaml"
+    ours = next(d for d in yaml.safe_load_all(role_file.read_text()) if d["kind"] == "Role")
+    chart_role = next(d for d in render(tmp_path, tools.helm4, VALUES) if d["kind"] == "Role")
+
+    def holds(group: str, resource: str, verb: str) -> bool:
+        return any(
+            group in rule["apiGroups"]
+            and resource in rule["resources"]
+            and ("*" in rule["verbs"] or verb in rule["verbs"])
+            for rule in ours["rules"]
+        )
+
+    lacking = [
+        (group, resource, verb)
+        for rule in chart_role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        if not holds(group, resource, verb)
+    ]
+    assert lacking == []
