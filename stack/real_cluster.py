@@ -27,6 +27,28 @@ import pytest
 
 ENABLE = "DAGSTER_UC_E2E_CONTEXT"
 
+# What the emulator offers beyond reading and writing objects (tests/stack checks that each
+# exists on the emulator): a test that uses one is skipped on a real cluster.
+EMULATOR_KNOBS = frozenset(
+    {
+        "append_pod_log",
+        "clear_faults",
+        "controllers",
+        "denied_access",
+        "exec_handler",
+        "hold_requests",
+        "hold_unready",
+        "inject_conflict",
+        "inject_fault",
+        "release_unready",
+        "request_counts",
+        "reset_counts",
+        "response_counts",
+        "store",
+        "url",
+    }
+)
+
 
 def real_context() -> str | None:
     return os.environ.get(ENABLE) or None
@@ -124,9 +146,10 @@ class KubectlCluster:
         )
 
     def __getattr__(self, knob: str) -> Any:
-        """The emulator's test knobs (hold_unready, inject_fault, request_counts, ...)."""
-        if knob.startswith("_"):
-            raise AttributeError(knob)
+        """The emulator's test knobs (EMULATOR_KNOBS) skip the test; any other name is a
+        mistake and raises, so a typo fails instead of skipping."""
+        if knob not in EMULATOR_KNOBS:
+            raise AttributeError(f"{type(self).__name__} has no attribute {knob!r}")
         pytest.skip(f"needs the emulator's `{knob}`, which a real cluster does not have")
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from stack.registry import push_many_tags
 from tests.e2e.conftest import VALUES_CM, Result, Stack
+from tests.e2e.test_reliability import Proc
 
 NAME = "demo-project--feat-hello"
 UI = "demo-project:feat-hello"
@@ -331,7 +331,7 @@ def test_delete_all_with_yes_does_not_ask(stack: Stack) -> None:
 
     result = stack.ok("deployment", "delete", "--all", "--yes", input="")
 
-    assert "?" not in result.stdout
+    assert "Delete all" not in result.stderr and "?" not in result.stderr  # the prompt's stream
     assert names(stack) == []
     again = stack.ok("deployment", "delete", "--all", "--yes")
     assert "nothing to delete" in again.output
@@ -698,12 +698,16 @@ def test_lock_held_by_someone_else_blocks_changes_until_released(stack: Stack) -
     stack.ok("deployment", "deploy")
     create_lease(stack, "alice@laptop pid=1 id=x")
     state = unchanged(stack)
-    # delete waits for the lock; it gives up when the test's timeout kills it
-    with pytest.raises(subprocess.TimeoutExpired):
-        stack.run("deployment", "delete", "-n", NAME, timeout=3)
-    assert unchanged(stack) == state
-    stack.ok("lock", "release", "--force")
-    stack.ok("deployment", "delete", "-n", NAME)
+    waiting = Proc(stack, "deployment", "delete", "-n", NAME)
+    try:
+        waiting.wait_for_line("held by alice@laptop pid=1 id=x")  # it waits for the lock
+        assert waiting.popen.poll() is None, waiting.stderr
+        assert unchanged(stack) == state
+        stack.ok("lock", "release", "--force")
+        deleted = waiting.finish()
+    finally:
+        waiting.stop()
+    assert deleted.returncode == 0, deleted.output
     assert names(stack) == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from stack.emulator import protobuf, protogen
 from stack.tools import ensure_tools
@@ -157,6 +156,10 @@ def test_protobuf_workloads_are_stored_like_json(http: httpx.Client) -> None:
 def test_schema_matches_the_kubectl_descriptors() -> None:
     """protoschema.json is what `python -m stack.emulator.protogen <kubectl 1.32>` writes."""
     binary = ensure_tools().kubectl.read_bytes()
-    if b"k8s.io/api/apps/v1/generated.proto" not in binary:
-        pytest.skip("this kubectl carries no protobuf descriptors")
+    # The pinned kubectl (stack.tools) carries them; one that does not is the wrong binary,
+    # and the schema would go unchecked: a failure, not a skip.
+    assert b"k8s.io/api/apps/v1/generated.proto" in binary, (
+        f"{ensure_tools().kubectl} carries no protobuf descriptors; it is not the kubectl "
+        "stack.tools pins"
+    )
     assert protogen.render(binary) == protobuf.SCHEMA_FILE.read_text()

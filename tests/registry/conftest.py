@@ -24,7 +24,6 @@ def basic_registry() -> Iterator[LocalRegistry]:
 
 @pytest.fixture(scope="session")
 def token_registry() -> Iterator[LocalRegistry]:
-    pytest.importorskip("cryptography")
     with LocalRegistry("token") as registry:
         yield registry
 

@@ -135,7 +135,6 @@ def test_transport_defaults() -> None:
 
 
 def test_tls_registry_verification(tmp_path: Path, repo: str) -> None:
-    pytest.importorskip("cryptography")
     with LocalRegistry("none", tls=True) as registry:
         push_many_tags(registry, repo, ["1.0.0-0"])
         with (

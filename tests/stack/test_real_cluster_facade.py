@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.real_cluster import KubectlCluster
+from stack.real_cluster import EMULATOR_KNOBS, KubectlCluster
 from stack.tools import Tools
 
 
@@ -36,3 +36,9 @@ def test_the_facade_reads_and_writes_through_kubectl(
     assert emulator.get("v1", "configmaps", namespace, "cm") is None
     with pytest.raises(pytest.skip.Exception):
         cluster.hold_unready(namespace, "deployment=x")
+    with pytest.raises(AttributeError, match="hold_unredy"):  # a typo fails, never skips
+        cluster.hold_unredy(namespace, "deployment=x")
+
+
+def test_every_knob_that_skips_exists_on_the_emulator(emulator) -> None:  # type: ignore[no-untyped-def]
+    assert {knob for knob in EMULATOR_KNOBS if not hasattr(emulator, knob)} == set()

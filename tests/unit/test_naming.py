@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, reject, settings
 from hypothesis import strategies as st
 
 from dagster_uc.errors import UsageError
@@ -206,6 +206,12 @@ projects = st.none() | st.text(min_size=1, max_size=90)
 suffixes = st.none() | st.text(min_size=1, max_size=30)
 
 
+# A property that skips the examples it cannot judge (a name with no letters raises
+# UsageError) must still judge enough of them: each counts what it checked and the test
+# fails below MIN_CHECKED, so a change that made every example a skip cannot pass unseen.
+MIN_CHECKED = 100
+
+
 def compute_or_none(branch: str, project: str | None, suffix: str | None) -> str | None:
     try:
         return compute_deployment_name(
@@ -215,35 +221,45 @@ def compute_or_none(branch: str, project: str | None, suffix: str | None) -> str
         return None
 
 
-@settings(max_examples=400, deadline=None)
-@given(branches, projects, suffixes)
-def test_every_computed_name_is_a_valid_label_and_stable(
-    branch: str, project: str | None, suffix: str | None
-) -> None:
-    first = compute_or_none(branch, project, suffix)
-    if first is None:
-        return
-    assert is_valid_label(first), first
-    assert compute_or_none(branch, project, suffix) == first
-    assert name_from_user_input(first) == first  # a computed name is accepted back as input
-    assert name_from_user_input(ui_name(first)) == first
+def test_every_computed_name_is_a_valid_label_and_stable() -> None:
+    checked: list[str] = []
+
+    @settings(max_examples=400, deadline=None)
+    @given(branches, projects, suffixes)
+    def prop(branch: str, project: str | None, suffix: str | None) -> None:
+        first = compute_or_none(branch, project, suffix)
+        assume(first is not None)
+        assert first is not None
+        assert is_valid_label(first), first
+        assert compute_or_none(branch, project, suffix) == first
+        assert name_from_user_input(first) == first  # a computed name is accepted back as input
+        assert name_from_user_input(ui_name(first)) == first
+        checked.append(first)
+
+    prop()
+    assert len(checked) >= MIN_CHECKED, f"only {len(checked)} names were computed"
 
 
-@settings(max_examples=300, deadline=None)
-@given(branches, st.none() | st.text(min_size=1, max_size=40))
-def test_project_separator_appears_once_and_matches_ui_name(
-    branch: str, project: str | None
-) -> None:
-    try:
-        name = compute_deployment_name(
-            branch=branch, cicd=False, environment="dev", project=project
-        )
-    except UsageError:
-        return
-    assert name.name.count("--") == (1 if name.project else 0)
-    assert name.ui_name.count(":") == (1 if name.project else 0)
-    if name.project:
-        assert name.name.startswith(name.project + "--")
+def test_project_separator_appears_once_and_matches_ui_name() -> None:
+    checked: list[str] = []
+
+    @settings(max_examples=300, deadline=None)
+    @given(branches, st.none() | st.text(min_size=1, max_size=40))
+    def prop(branch: str, project: str | None) -> None:
+        try:
+            name = compute_deployment_name(
+                branch=branch, cicd=False, environment="dev", project=project
+            )
+        except UsageError:
+            reject()
+        assert name.name.count("--") == (1 if name.project else 0)
+        assert name.ui_name.count(":") == (1 if name.project else 0)
+        if name.project:
+            assert name.name.startswith(name.project + "--")
+        checked.append(name.name)
+
+    prop()
+    assert len(checked) >= MIN_CHECKED, f"only {len(checked)} names were computed"
 
 
 @settings(max_examples=300, deadline=None)
@@ -264,14 +280,23 @@ def test_valid_branch_names_map_to_themselves(branch: str) -> None:
     assert name_for(name_for(branch)) == name_for(branch)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(min_size=1, max_size=80))
-def test_sanitising_variants_of_a_branch_give_the_same_name(branch: str) -> None:
+def test_sanitising_variants_of_a_branch_give_the_same_name() -> None:
     """Upper case and separator style do not matter: `Feat/X` and `feat-x` are one deployment."""
-    variant = branch.upper().replace("/", "_")
-    if sanitize(variant) != sanitize(branch.replace("/", "_")):
-        return  # upper() changed the letters themselves (e.g. 'ß' -> 'SS')
-    assert compute_or_none(branch, None, None) == compute_or_none(variant, None, None)
+    checked: list[str] = []
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(min_size=1, max_size=80))
+    def prop(branch: str) -> None:
+        variant = branch.upper().replace("/", "_")
+        # upper() may change the letters themselves (e.g. 'ß' -> 'SS')
+        assume(sanitize(variant) == sanitize(branch.replace("/", "_")))
+        name = compute_or_none(branch, None, None)
+        assume(name is not None)  # None == None would prove nothing
+        assert compute_or_none(variant, None, None) == name
+        checked.append(branch)
+
+    prop()
+    assert len(checked) >= MIN_CHECKED, f"only {len(checked)} branches were compared"
 
 
 def test_readme_shortening_example() -> None:
