@@ -40,13 +40,17 @@ def seed_values(stack: Stack, document: dict[str, Any]) -> None:
     )
 
 
-@pytest.mark.parametrize("helm_major", [3, 4], indirect=True, ids=["helm3", "helm4"])
-def test_a_chart_whose_schema_host_is_unreachable_deploys_with_one_warning(
-    stack: Stack, tmp_path: Path
-) -> None:
+@pytest.fixture
+def schema_chart(stack: Stack, tmp_path: Path) -> Path:
+    """The stack's config uses a copy of the chart whose schema refers to an unreachable host."""
     chart = copy_chart(tmp_path / "charts", schema_defs_url=UNREACHABLE_SCHEMA_DEFS)
     stack.write_config(helm_chart_path=str(chart))
+    return chart
 
+
+@pytest.mark.parametrize("helm_major", [3, 4], indirect=True, ids=["helm3", "helm4"])
+@pytest.mark.usefixtures("schema_chart")
+def test_a_chart_whose_schema_host_is_unreachable_deploys_with_one_warning(stack: Stack) -> None:
     result = stack.ok("deployment", "deploy", "--timeout", "60")
 
     warnings = warning_lines(result.stderr, "--skip-schema-validation")
@@ -62,11 +66,8 @@ def test_a_chart_whose_schema_host_is_unreachable_deploys_with_one_warning(
 
 
 @pytest.mark.parametrize("helm_major", [3, 4], indirect=True, ids=["helm3", "helm4"])
-def test_values_that_violate_the_rest_of_the_schema_still_fail(
-    stack: Stack, tmp_path: Path
-) -> None:
-    chart = copy_chart(tmp_path / "charts", schema_defs_url=UNREACHABLE_SCHEMA_DEFS)
-    stack.write_config(helm_chart_path=str(chart))
+@pytest.mark.usefixtures("schema_chart")
+def test_values_that_violate_the_rest_of_the_schema_still_fail(stack: Stack) -> None:
     seed_values(stack, {"deployments": [], "imagePullSecrets": [], "rbacEnabled": "yes"})
     before = stack.configmap(VALUES_CM)
 
