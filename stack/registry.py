@@ -54,6 +54,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def spawn_server(
+    argv: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A server process in its own session, its output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def stop_server(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a server started by :func:`spawn_server` (kill it after 10 s)."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -344,16 +370,9 @@ class LocalRegistry:
             self.port = free_port()
             config_path = self.workdir / "config.yml"
             config_path.write_text(json.dumps(self._config(), indent=2))  # JSON is YAML
-            log = self.log_path.open("ab")
-            self.process = subprocess.Popen(
-                [REGISTRY_BIN, "serve", str(config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=registry_process_env(),
+            self.process = spawn_server(
+                [REGISTRY_BIN, "serve", str(config_path)], self.log_path, registry_process_env()
             )
-            log.close()
             if self._wait_ready():
                 self._write_auth_file()
                 return self
@@ -406,13 +425,7 @@ class LocalRegistry:
         return {}
 
     def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_server(self.process)
         self.process = None
 
     def stop(self) -> None:

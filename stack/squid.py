@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stack.registry import free_port
+from stack.registry import free_port, spawn_server, stop_server
 
 SQUID_BIN = os.environ.get("DAGSTER_UC_SQUID_BIN", "/usr/sbin/squid")
 
@@ -58,6 +58,8 @@ class SquidProxy:
                 "cache_store_log none",
                 f"hosts_file {hosts}",
                 "http_access allow localhost",
+                # pod exec (the webserver's workspace reload) is a WebSocket upgrade
+                "http_upgrade_request_protocols websocket allow all",
                 "http_access deny all",
                 f"coredump_dir {self.workdir}",
                 "shutdown_lifetime 0 seconds",
@@ -73,15 +75,9 @@ class SquidProxy:
             self.port = free_port()
             config = self.workdir / "squid.conf"
             config.write_text(self._config())
-            log = (self.workdir / "squid.out").open("ab")
-            self.process = subprocess.Popen(
-                [SQUID_BIN, "-N", "-f", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            self.process = spawn_server(
+                [SQUID_BIN, "-N", "-f", str(config)], self.workdir / "squid.out"
             )
-            log.close()
             if self._wait_ready():
                 return self
             self._kill()
@@ -115,13 +111,7 @@ class SquidProxy:
         return lines
 
     def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_server(self.process)
         self.process = None
 
     def stop(self) -> None:

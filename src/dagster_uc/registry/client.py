@@ -16,11 +16,9 @@ from dagster_uc.registry.connection import (
     detail_suffix,
     is_insufficient_scope,
 )
-from dagster_uc.registry.credentials import Credentials, load_credentials
+from dagster_uc.registry.credentials import load_credentials
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import httpx
 
 MANIFEST_ACCEPT = ", ".join(
@@ -31,7 +29,6 @@ MANIFEST_ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-DEFAULT_PAGE_SIZE = 1000
 _MAX_PAGES = 1_000_000
 _REPO_RE = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
@@ -58,25 +55,6 @@ class DeleteNotAllowedError(OperationError):
 
 class RegistryClient(RegistryConnection):
     """Synchronous client for one registry; use as a context manager or call :meth:`close`."""
-
-    def __init__(
-        self,
-        registry: str,
-        *,
-        insecure: bool = False,
-        credentials: Credentials | None = None,
-        timeout: float = 30,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        certs_dirs: list[Path] | None = None,
-    ) -> None:
-        super().__init__(
-            registry,
-            insecure=insecure,
-            credentials=credentials,
-            timeout=timeout,
-            certs_dirs=certs_dirs,
-        )
-        self.page_size = page_size
 
     def __enter__(self) -> RegistryClient:
         return self

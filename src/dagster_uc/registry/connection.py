@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.2, 0.6)
+DEFAULT_PAGE_SIZE = 1000
 #: Answers 429 are retried this many times, waiting what Retry-After asks up to the cap.
 RATE_LIMIT_RETRIES = 3
 RATE_LIMIT_WAIT_CAP_S = 60.0
@@ -124,6 +125,7 @@ class RegistryConnection:
         insecure: bool = False,
         credentials: Credentials | None = None,
         timeout: float = 30,
+        page_size: int = DEFAULT_PAGE_SIZE,
         certs_dirs: list[Path] | None = None,
     ) -> None:
         address = parse_registry(registry)
@@ -133,6 +135,7 @@ class RegistryConnection:
         self.insecure = insecure
         self.credentials = credentials
         self.timeout = timeout
+        self.page_size = page_size
         self.request_count = 0
         self._certs_dirs = certs_dirs
         if address.scheme is not None:
