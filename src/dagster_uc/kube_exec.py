@@ -1,7 +1,7 @@
 """Kubeconfig exec credential plugins (kubelogin for AKS with Azure AD, EKS, GKE), as kubectl
 runs them.
 
-The plugin's stderr goes to the terminal, so a device-code prompt ("open https://microsoft.com/
+The plugin's stderr goes to the terminal (as it comes), so a device-code prompt ("open https://microsoft.com/
 devicelogin and enter the code ...") reaches the user; its stdin is the terminal when the
 plugin may be interactive. It must answer within a timeout (``DAGSTER_UC_EXEC_TIMEOUT``
 seconds, default 300), otherwise the command stops with one sentence instead of hanging.
@@ -117,6 +117,15 @@ def _parse_expiry(value: Any) -> float | None:
         return None
 
 
+def _relay_stderr(fd: int) -> None:
+    """The plugin's stderr to ours as it comes, through `sys.stderr` so that a live progress
+    view prints it above itself instead of drawing over a device-code prompt."""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(4096):
+            sys.stderr.write(chunk.decode(errors="replace"))
+            sys.stderr.flush()
+
+
 def run_plugin(
     plugin: ExecPlugin,
     *,
@@ -140,21 +149,26 @@ def run_plugin(
     env["KUBERNETES_EXEC_INFO"] = json.dumps(
         {"apiVersion": plugin.api_version, "kind": "ExecCredential", "spec": spec}
     )
-    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.Popen(
             [plugin.command, *plugin.args],
             stdin=None if interactive else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=None,
+            stderr=write_fd,
             env=env,
         )
     except OSError as exc:
+        os.close(read_fd)
         hint = f" {plugin.install_hint}" if plugin.install_hint else ""
         raise UsageError(
             f"The kubeconfig's credential plugin {plugin.command} cannot be run "
             f"({exc.strerror or exc}); install it or fix the user's exec entry.{hint}"
         ) from None
+    finally:
+        os.close(write_fd)
+    relay = threading.Thread(target=_relay_stderr, args=(read_fd,), daemon=True)
+    relay.start()
     try:
         stdout, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -168,6 +182,8 @@ def run_plugin(
         proc.kill()
         proc.communicate()
         raise
+    finally:
+        relay.join(timeout=1)
     if proc.returncode != 0:
         raise OperationError(
             f"The credential plugin {plugin.command} failed (exit {proc.returncode}); "
