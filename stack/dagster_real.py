@@ -145,6 +145,7 @@ class LocalDagster:
         self.hosts.write_text("127.0.0.1 localhost\n")
         self.webserver_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._migrated = False
 
     @property
     def python(self) -> str:
@@ -191,7 +192,22 @@ class LocalDagster:
             LOCATION=host,
         )
 
+    def _storage_ready(self) -> None:
+        """Create the instance's SQLite storage once: the webserver and daemon starting on a
+        fresh DAGSTER_HOME at the same time race to create the same tables."""
+        if not self._migrated:
+            self._migrated = True
+            subprocess.run(
+                [str(self.bin / "dagster"), "instance", "migrate"],
+                cwd=self.workdir,
+                env=self._env(),
+                capture_output=True,
+                check=True,
+                timeout=180,
+            )
+
     def start_webserver(self) -> None:
+        self._storage_ready()
         argv = [
             str(self.bin / "dagster-webserver"),
             "-h",
@@ -204,6 +220,7 @@ class LocalDagster:
         self._start("webserver", _with_hosts(str(self.hosts), argv))
 
     def start_daemon(self) -> None:
+        self._storage_ready()
         argv = [str(self.bin / "dagster-daemon"), "run", "-w", str(self.workspace)]
         self._start("daemon", _with_hosts(str(self.hosts), argv))
 
