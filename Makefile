@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The Kubernetes API of `make demo` and `make stack-up`: emulator (default) or real.
+CLUSTER ?= emulator
+export CLUSTER
 
-.PHONY: install system-deps tools lint test demo stack-up stack-down bench clean
+.PHONY: install system-deps tools controlplane lint test demo stack-up stack-down bench clean
 
 $(BIN)/dagster-uc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,19 +25,28 @@ tools: install
 	$(BIN)/python -m stack.tools
 	$(BIN)/python -m stack.podman
 
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from the Go module
+# proxy, cached under .cache/controlplane (see docs/local-stack.md).
+controlplane:
+	$(BIN)/python -m stack.controlplane.build
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: system-deps install tools lint
+# Every check: lint, the whole suite on the emulator, then the e2e suite again on the real
+# control plane.
+test: system-deps install tools controlplane lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+	DAGSTER_UC_E2E_CLUSTER=real $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 demo: system-deps install tools
+	$(if $(filter real,$(CLUSTER)),$(BIN)/python -m stack.controlplane.build)
 	$(BIN)/python -m stack.demo
 
 stack-up: system-deps install tools
-	$(BIN)/python -m stack.stackctl up
+	$(BIN)/python -m stack.stackctl up --cluster $(CLUSTER)
 
 stack-down:
 	$(BIN)/python -m stack.stackctl down

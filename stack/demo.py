@@ -52,9 +52,11 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], input: str | None = None
 
 def main() -> int:
     started = time.monotonic()
-    banner("Starting the local stack (API emulator with a seeded Dagster 1.8.4, registry, Helm)")
+    cluster = os.environ.get("CLUSTER") or "emulator"
+    what = "API emulator" if cluster == "emulator" else "real control plane"
+    banner(f"Starting the local stack ({what} with a seeded Dagster 1.8.4, registry, Helm)")
     stackctl.down(STATE_DIR, quiet=True)
-    stackctl.up(STATE_DIR)
+    stackctl.up(STATE_DIR, cluster=cluster)
     workdir = Path(tempfile.mkdtemp(prefix="dagster-uc-demo-"))
     try:
         env = read_env_file(STATE_DIR / "env", dict(os.environ))

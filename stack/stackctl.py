@@ -4,6 +4,10 @@
 instance) and a container registry as detached processes, provisions helm/kubectl and the
 podman base image, and writes ``.stack/env`` (shell ``export`` lines). ``down`` stops exactly
 the processes ``up`` started and removes ``.stack/``. Both are idempotent.
+
+``up --cluster real`` starts a real control plane instead of the emulator (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and kwok, built from the Go module
+proxy by ``stack.controlplane.build`` on first use), seeded with the same Dagster instance.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stack.chart import CHART_DIR
+from stack.controlplane.build import ensure_control_plane
+from stack.controlplane.client import RealCluster
+from stack.controlplane.cluster import ControlPlane
+from stack.emulator.dagster import seed_dagster
 from stack.tools import REPO_ROOT, ensure_tools
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".stack"
@@ -31,6 +39,8 @@ CONTEXT = "kind-dagster-local"
 NAMESPACE = "dagster"
 DAGSTER_VERSION = "1.8.4"
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
+CONTROL_PLANE_PREFIX = "controlplane-"
+CLUSTERS = ("emulator", "real")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -43,6 +53,7 @@ class StackState:
     emulator_url: str = ""
     registry: str = ""
     kubeconfig: str = ""
+    cluster: str = "emulator"
 
     def save(self, state_dir: Path) -> None:
         (state_dir / "state.json").write_text(json.dumps(asdict(self), indent=2))
@@ -77,6 +88,8 @@ def _is_ours(pid: int, name: str) -> bool:
         return False
     if name == "emulator":
         return "stack.emulator" in cmd
+    if name.startswith(CONTROL_PLANE_PREFIX):
+        return Path(cmd[0]).name == name.removeprefix(CONTROL_PLANE_PREFIX)
     return any("docker-registry" in part for part in cmd) or "stack.registry" in cmd
 
 
@@ -107,6 +120,22 @@ def _wait_for(
             raise RuntimeError(f"{what} exited with {proc.returncode}; see {log}")
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not start within {START_TIMEOUT:.0f}s; see {log}")
+
+
+def _start_control_plane(state_dir: Path) -> tuple[dict[str, int], str, Path]:
+    """The real control plane, seeded like the emulator; its processes outlive this one."""
+    plane = ControlPlane(ensure_control_plane(verbose=True), state_dir / "controlplane")
+    plane.start()
+    pids = {f"{CONTROL_PLANE_PREFIX}{name}": p.pid for name, p in plane.processes.items()}
+    cluster = RealCluster(plane)
+    try:
+        seed_dagster(cluster, namespace=NAMESPACE, dagster_version=DAGSTER_VERSION)
+        kubeconfig = cluster.write_kubeconfig(
+            state_dir / "kubeconfig", context=CONTEXT, namespace=NAMESPACE
+        )
+    finally:
+        cluster.close()
+    return pids, plane.url, kubeconfig
 
 
 def _start_emulator(state_dir: Path) -> tuple[int, str, Path]:
@@ -245,7 +274,11 @@ def _running(state: StackState) -> bool:
     return bool(state.pids) and all(_is_ours(pid, name) for name, pid in state.pids.items())
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR, *, with_base_image: bool = True) -> StackState:
+def up(
+    state_dir: Path = DEFAULT_STATE_DIR, *, with_base_image: bool = True, cluster: str = "emulator"
+) -> StackState:
+    if cluster not in CLUSTERS:
+        raise RuntimeError(f"unknown cluster {cluster!r}: choose one of {', '.join(CLUSTERS)}")
     state_dir = state_dir.resolve()
     existing = StackState.load(state_dir)
     if existing is not None and _running(existing):
@@ -254,7 +287,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, with_base_image: bool = True) -> 
     if state_dir.exists():
         down(state_dir, quiet=True)
     state_dir.mkdir(parents=True)
-    state = StackState()
+    state = StackState(cluster=cluster)
     try:
         tools = ensure_tools()
         base_image = ""
@@ -262,8 +295,12 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, with_base_image: bool = True) -> 
             from stack.podman import ensure_base_image
 
             base_image = ensure_base_image()
-        pid, url, kubeconfig = _start_emulator(state_dir)
-        state.pids["emulator"] = pid
+        if cluster == "real":
+            pids, url, kubeconfig = _start_control_plane(state_dir)
+            state.pids.update(pids)
+        else:
+            pid, url, kubeconfig = _start_emulator(state_dir)
+            state.pids["emulator"] = pid
         state.emulator_url = url
         state.kubeconfig = str(kubeconfig)
         state.save(state_dir)
@@ -276,7 +313,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, with_base_image: bool = True) -> 
         state.save(state_dir)
         down(state_dir, quiet=True)
         raise
-    print(f"stack up: emulator {state.emulator_url or state.kubeconfig}, registry {registry}")
+    print(f"stack up: {cluster} {state.emulator_url or state.kubeconfig}, registry {registry}")
     print(f"source {state_dir / 'env'}")
     return state
 
@@ -285,7 +322,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, *, quiet: bool = False) -> None:
     state_dir = state_dir.resolve()
     state = StackState.load(state_dir)
     if state is not None:
-        for name, pid in state.pids.items():
+        for name, pid in reversed(list(state.pids.items())):
             _stop_pid(pid, name)
     if state_dir.exists():
         shutil.rmtree(state_dir)
@@ -305,10 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-base-image", action="store_true", help="skip building the podman base image"
     )
+    parser.add_argument(
+        "--cluster",
+        choices=CLUSTERS,
+        default=os.environ.get("CLUSTER") or "emulator",
+        help="the Kubernetes API: the emulator (default) or a real control plane",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(args.state_dir, with_base_image=not args.no_base_image)
+            up(args.state_dir, with_base_image=not args.no_base_image, cluster=args.cluster)
         elif args.command == "down":
             down(args.state_dir)
         else:

@@ -1,1 +1,1 @@
-pytest_plugins = ["stack.pytest_plugin"]
+pytest_plugins = ["stack.pytest_plugin", "stack.controlplane.fixtures"]

@@ -261,13 +261,7 @@ class Webservers:
                 history[0][1]
             ]
             file_names = out["file"] = sorted(_locations(visible[-1]))
-        if uid not in self._loaded:
-            created = _epoch(meta.get("creationTimestamp"))
-            at_start = [text for seen, text in history or [] if seen <= created] or [
-                text for _seen, text in (history or [])
-            ][-1:]
-            self._loaded[uid] = sorted(_locations(at_start[-1])) if at_start else []
-        shown = self._loaded[uid]
+        shown = self._started_with(pod, history)
         if file_names == sorted(args.get("expect") or []) and shown != file_names:
             out["reloaded"] = True
             if "--read-only" in " ".join(_argv(container)):
@@ -290,6 +284,32 @@ class Webservers:
             ],
         }
         return out
+
+    def _started_with(
+        self, pod: dict[str, Any], history: list[tuple[float, str]] | None
+    ) -> list[str]:
+        """What pod shows: the file as it was when the pod was created, until a reload."""
+        meta = pod["metadata"]
+        if meta["uid"] not in self._loaded:
+            created = _epoch(meta.get("creationTimestamp")) + 0.999  # whole seconds
+            at_start = [text for seen, text in history or [] if seen <= created] or [
+                text for _seen, text in (history or [])
+            ][-1:]
+            self._loaded[meta["uid"]] = sorted(_locations(at_start[-1])) if at_start else []
+        return self._loaded[meta["uid"]]
+
+    def shown(
+        self, pod: dict[str, Any], workspace: str = "/dagster-workspace/workspace.yaml"
+    ) -> list[str]:
+        """The locations webserver `pod` shows now (for a watcher such as the benchmark, which
+        calls this often so that the time of each ConfigMap change is seen closely)."""
+        import time
+
+        container = next(
+            (c for c in pod["spec"]["containers"] if container_role(c) == "webserver"),
+            pod["spec"]["containers"][0],
+        )
+        return list(self._started_with(pod, self._observe(pod, container, workspace, time.time())))
 
     def _observe(
         self, pod: dict[str, Any], container: dict[str, Any], path: str, now: float
@@ -423,6 +443,19 @@ def seed_dagster(
             },
         ),
     ]
+    # Before the Deployments: a real API server refuses pods of a ServiceAccount not there.
+    if emu.get("v1", "serviceaccounts", namespace, "dagster") is None:
+        emu.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {
+                    "name": "dagster",
+                    "namespace": namespace,
+                    "labels": _labels(dagster_version, "dagster"),
+                },
+            }
+        )
     for name, component, deployment, container in deployments:
         if emu.get("apps/v1", "deployments", namespace, name) is not None:
             continue
@@ -468,18 +501,6 @@ def seed_dagster(
                     "type": "ClusterIP",
                     "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP", "name": "http"}],
                     "selector": {**selector, "component": "dagster-webserver"},
-                },
-            }
-        )
-    if emu.get("v1", "serviceaccounts", namespace, "dagster") is None:
-        emu.create(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {
-                    "name": "dagster",
-                    "namespace": namespace,
-                    "labels": _labels(dagster_version, "dagster"),
                 },
             }
         )
