@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from stack.chart import CHART_DIR
+from stack.controlplane.fixtures import e2e_backend
 from stack.pytest_plugin import KubeEnv, seeded_namespace
 from stack.real_cluster import KubectlCluster, RemoteRegistry, real_context
 from stack.registry import LocalRegistry
@@ -204,7 +205,8 @@ def kube(request: pytest.FixtureRequest, tools: Tools, tmp_path: Path) -> Iterat
     (see stack/real_cluster.py)."""
     context = real_context()
     if context is None:
-        with seeded_namespace(request.getfixturevalue("emulator"), tmp_path) as env:
+        backend = "control_plane" if e2e_backend() == "real" else "emulator"
+        with seeded_namespace(request.getfixturevalue(backend), tmp_path) as env:
             yield env
         return
     kubeconfig = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
