@@ -8,7 +8,8 @@ Flags used, all present in both Helm 3.17 and Helm 4.1: `upgrade --install`, `-n
 `--kube-context`, `--kubeconfig`, `--values`, `--version`, `--repo`, `--plain-http`,
 `--disable-openapi-validation`, `--skip-schema-validation`, `--timeout`, `-o json`,
 `history -o json --max`, `rollback`, `uninstall --ignore-not-found`,
-`registry login --password-stdin`. Differences handled per major version:
+`registry login --password-stdin`, `pull --untar --untardir`. Differences handled per major
+version:
 
 - `--wait`: a boolean in Helm 3; a strategy in Helm 4 (`--wait=watcher`).
 - `registry login` to a plain-HTTP registry: `--plain-http` exists only in Helm 4; Helm 3
@@ -30,10 +31,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.helm_schema import (
+    drop_external_refs,
+    is_schema_fetch_failure,
+    skipped_schema_warning,
+)
 
 #: Release statuses meaning an earlier Helm run was interrupted and the release is locked.
 PENDING_STATUSES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
@@ -191,37 +197,6 @@ def helm_error_text(stderr: str, stdout: str = "") -> str:
             return message.removeprefix("Error:").strip()
     tail = lines[-5:] or [line for line in stdout.splitlines() if line.strip()][-5:]
     return " ".join(part.strip() for part in tail) or "no error output"
-
-
-#: Helm's words for values its chart's `values.schema.json` refused, or could not be compiled.
-_SCHEMA_ERROR = "values don't meet the specifications of the schema"
-#: What follows them when a schema the chart refers to could not be fetched: Helm 3 (gojsonschema)
-#: says `Get "<url>": dial tcp ...` or `Could not read schema from HTTP, response status is 404`;
-#: Helm 4 (santhosh-tekuri/jsonschema) says `failing loading "<url>": ...`.
-_SCHEMA_FETCH_FAILURE = re.compile(
-    r'Could not read schema from|failing loading "|Get "https?://|no such host', re.IGNORECASE
-)
-_URL = re.compile(r"https?://[^\s\"]+")
-
-
-def is_schema_fetch_failure(message: str) -> bool:
-    """True when Helm refused the values only because a referenced schema could not be fetched
-    (no network, a dead schema host): the values themselves were never checked."""
-    return _SCHEMA_ERROR in message and bool(_SCHEMA_FETCH_FAILURE.search(message))
-
-
-def without_external_refs(schema: Any) -> Any:
-    """A copy of a JSON schema with every `$ref` to another document removed (the local rules,
-    `#/...` references included, stay), so it can be checked without network access."""
-    if isinstance(schema, dict):
-        return {
-            key: without_external_refs(value)
-            for key, value in schema.items()
-            if not (key == "$ref" and isinstance(value, str) and not value.startswith("#"))
-        }
-    if isinstance(schema, list):
-        return [without_external_refs(item) for item in schema]
-    return schema
 
 
 def _connection_args(options: HelmOptions) -> list[str]:
@@ -472,9 +447,7 @@ class Helm:
         warns (once per process) that Helm goes on with `--skip-schema-validation`."""
         with tempfile.TemporaryDirectory(prefix="dagster-uc-chart-") as tmp:
             local = _local_chart_copy(self, chart, Path(tmp))
-            for schema_file in local.rglob("values.schema.json"):
-                schema = json.loads(schema_file.read_text(encoding="utf-8"))
-                schema_file.write_text(json.dumps(without_external_refs(schema)), "utf-8")
+            drop_external_refs(local)
             run = self._template_run(self.options, release, ChartSource(str(local)), values_yaml)
         if run.returncode != 0:
             raise OperationError(
@@ -482,13 +455,8 @@ class Helm:
                 f"{helm_error_text(run.stderr, run.stdout)}"
             )
         if self._unreachable_schema is None:
-            found = _URL.search(fetch_error)
             self._unreachable_schema = fetch_error
-            output.warning(
-                f"The chart's values schema refers to {found.group(0) if found else 'a schema'}, "
-                "which could not be fetched; the values were checked against the rest of the "
-                "schema and Helm runs with --skip-schema-validation."
-            )
+            output.warning(skipped_schema_warning(fetch_error))
         return run.stdout
 
     def history(self, release: str, max_revisions: int = 256) -> list[Revision]:

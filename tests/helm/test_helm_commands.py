@@ -15,14 +15,13 @@ from dagster_uc.helm import (
     chart_source,
     helm_error_text,
     is_loopback_host,
-    is_schema_fetch_failure,
     parse_history,
     parse_major_version,
     registry_login_command,
     template_command,
     upgrade_command,
-    without_external_refs,
 )
+from dagster_uc.helm_schema import is_schema_fetch_failure, without_external_refs
 from stack.chart import UNREACHABLE_SCHEMA_DEFS, copy_chart
 from stack.tools import Tools
 from tests.helm.chart_values import values_yaml
