@@ -447,7 +447,7 @@ class Helm:
         warns (once per process) that Helm goes on with `--skip-schema-validation`."""
         with tempfile.TemporaryDirectory(prefix="dagster-uc-chart-") as tmp:
             local = _local_chart_copy(self, chart, Path(tmp))
-            drop_external_refs(local)
+            referenced = drop_external_refs(local)
             run = self._template_run(self.options, release, ChartSource(str(local)), values_yaml)
         if run.returncode != 0:
             raise OperationError(
@@ -456,7 +456,7 @@ class Helm:
             )
         if self._unreachable_schema is None:
             self._unreachable_schema = fetch_error
-            output.warning(skipped_schema_warning(fetch_error))
+            output.warning(skipped_schema_warning(fetch_error, referenced))
         return run.stdout
 
     def history(self, release: str, max_revisions: int = 256) -> list[Revision]:

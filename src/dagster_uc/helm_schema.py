@@ -30,14 +30,29 @@ def is_schema_fetch_failure(message: str) -> bool:
     return _SCHEMA_ERROR in message and bool(_SCHEMA_FETCH_FAILURE.search(message))
 
 
-def skipped_schema_warning(fetch_error: str) -> str:
-    """The one warning line shown when Helm goes on without the schema."""
+def skipped_schema_warning(fetch_error: str, referenced: list[str]) -> str:
+    """The one warning line shown when Helm goes on without the schema: it names the document
+    from Helm's error (Helm 3 names none on a 404), else the ones the chart refers to."""
     found = _URL.search(fetch_error)
+    where = found.group(0) if found else ", ".join(referenced) or "another schema"
     return (
-        f"The chart's values schema refers to {found.group(0) if found else 'a schema'}, "
+        f"The chart's values schema refers to {where}, "
         "which could not be fetched; the values were checked against the rest of the "
         "schema and Helm runs with --skip-schema-validation."
     )
+
+
+def external_refs(schema: Any) -> set[str]:
+    """The documents (without `#fragment`) that the `$ref`s of a JSON schema point to."""
+    if isinstance(schema, dict):
+        found = set().union(*(external_refs(v) for v in schema.values()))
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            found.add(ref.split("#", 1)[0])
+        return found
+    if isinstance(schema, list):
+        return set().union(*(external_refs(item) for item in schema))
+    return set()
 
 
 def without_external_refs(schema: Any) -> Any:
@@ -54,8 +69,12 @@ def without_external_refs(schema: Any) -> Any:
     return schema
 
 
-def drop_external_refs(chart_dir: Path) -> None:
-    """Rewrite every `values.schema.json` of an unpacked chart (subcharts too) without them."""
+def drop_external_refs(chart_dir: Path) -> list[str]:
+    """Rewrite every `values.schema.json` of an unpacked chart (subcharts too) without them;
+    returns the documents they referred to."""
+    referenced: set[str] = set()
     for schema_file in chart_dir.rglob("values.schema.json"):
         schema = json.loads(schema_file.read_text(encoding="utf-8"))
+        referenced |= external_refs(schema)
         schema_file.write_text(json.dumps(without_external_refs(schema)), encoding="utf-8")
+    return sorted(referenced)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,11 @@ from dagster_uc.helm import (
     template_command,
     upgrade_command,
 )
-from dagster_uc.helm_schema import is_schema_fetch_failure, without_external_refs
+from dagster_uc.helm_schema import (
+    external_refs,
+    is_schema_fetch_failure,
+    without_external_refs,
+)
 from stack.chart import UNREACHABLE_SCHEMA_DEFS, copy_chart
 from stack.tools import Tools
 from tests.helm.chart_values import values_yaml
@@ -240,6 +246,7 @@ def test_without_external_refs_keeps_local_refs_and_the_rest() -> None:
         "properties": {"a": {"anyOf": [{"$ref": "#/definitions/Affinity"}, {"type": "null"}]}},
     }
     assert "$ref" in schema["definitions"]["Affinity"], "the input is not changed"
+    assert external_refs(schema) == {"https://k8s.example/defs.json"}
 
 
 @pytest.mark.parametrize("which", ["helm3", "helm4"])
@@ -271,3 +278,30 @@ def test_a_real_violation_still_fails_when_the_schema_host_is_unreachable(
 
     assert "pullPolicy" in str(failed.value)
     assert "kubernetesjsonschema" not in str(failed.value)
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("which", ["helm3", "helm4"])
+def test_template_falls_back_when_the_schema_host_answers_404(
+    tools: Tools, tmp_path: Path, which: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        defs = f"http://127.0.0.1:{server.server_address[1]}/v1.18.0/_definitions.json"
+        chart = copy_chart(tmp_path, schema_defs_url=defs)
+        helm = Helm(HelmOptions("ctx", "ns", binary=str(getattr(tools, which))))
+        rendered = helm.template("r", ChartSource(str(chart)), values_yaml(("a", "1")))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "kind: Deployment" in rendered
+    assert defs in capsys.readouterr().err
