@@ -219,6 +219,15 @@ class LocalDagster:
         ]
         self._start("webserver", _with_hosts(str(self.hosts), argv))
 
+    def restart_webserver(self) -> None:
+        """Stop the webserver process and start a new one on the same port (what restarting
+        its pod does to the process)."""
+        process = self.processes.pop("webserver")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        self.start_webserver()
+
     def start_daemon(self) -> None:
         self._storage_ready()
         argv = [str(self.bin / "dagster-daemon"), "run", "-w", str(self.workspace)]
