@@ -82,7 +82,12 @@ def forbidden_note(exc: BaseException) -> str:
         method, url = str(request.method), str(request.url)
     except (AttributeError, RuntimeError):
         pass
-    missing = missing_permission(str(getattr(status, "message", "") or ""), method, url)
+    return permission_note(str(getattr(status, "message", "") or ""), method, url)
+
+
+def permission_note(message: str, method: str | None = None, url: str | None = None) -> str:
+    """`; missing permission: ...` when `message` (or the request) says what was refused."""
+    missing = missing_permission(message, method, url)
     if missing is None:
         return ""
     return f"; missing permission: {missing} (see the Role in docs/permissions.md)"

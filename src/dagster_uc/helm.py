@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dagster_uc import output
-from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.errors import OperationError, UsageError, permission_note
 from dagster_uc.helm_schema import (
     drop_external_refs,
     is_schema_fetch_failure,
@@ -185,7 +185,8 @@ def parse_major_version(text: str) -> int:
 
 
 def helm_error_text(stderr: str, stdout: str = "") -> str:
-    """Helm's own message: its `Error: ...` line(s) without the prefix, else its last lines."""
+    """Helm's own message: its `Error: ...` line(s) without the prefix, else its last lines;
+    a permission the API server refused is named (see `errors.permission_note`)."""
     lines = [
         line.rstrip()
         for line in stderr.splitlines()
@@ -193,8 +194,8 @@ def helm_error_text(stderr: str, stdout: str = "") -> str:
     ]
     for i, line in enumerate(lines):
         if line.startswith("Error:"):
-            message = " ".join(part.strip() for part in lines[i:])
-            return message.removeprefix("Error:").strip()
+            message = " ".join(part.strip() for part in lines[i:]).removeprefix("Error:")
+            return message.strip() + permission_note(message)
     tail = lines[-5:] or [line for line in stdout.splitlines() if line.strip()][-5:]
     return " ".join(part.strip() for part in tail) or "no error output"
 

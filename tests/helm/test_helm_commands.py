@@ -189,6 +189,18 @@ def test_helm_error_text_keeps_helms_error_lines() -> None:
     assert helm_error_text("", "") == "no error output"
 
 
+def test_helm_error_text_names_a_permission_the_api_server_refused() -> None:
+    stderr = (
+        "Error: UPGRADE FAILED: failed to create resource: roles.rbac.authorization.k8s.io "
+        '"u-role" is forbidden: User "ann" cannot create resource "roles" in API group '
+        '"rbac.authorization.k8s.io" in the namespace "dagster"\n'
+    )
+    assert helm_error_text(stderr).endswith(
+        '; missing permission: create roles.rbac.authorization.k8s.io in namespace "dagster" '
+        "(see the Role in docs/permissions.md)"
+    )
+
+
 def test_parse_history() -> None:
     text = (
         '[{"revision":2,"updated":"2024-01-01T00:00:00Z","status":"deployed",'
