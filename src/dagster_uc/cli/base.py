@@ -46,6 +46,14 @@ class GlobalOptions:
 
 options = GlobalOptions()
 
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A `dagster-uc <name> ...` group of commands, registered on the root command."""
+    group = typer.Typer(name=name, help=help, no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(group)
+    return group
+
+
 OutputOption = Annotated[
     OutputFormat,
     typer.Option("--output", "-o", help="Output format.", case_sensitive=False),

@@ -18,7 +18,7 @@ from dagster_uc.cli.base import (
     WaitOption,
     _session,
     _steps,
-    app,
+    command_group,
     load,
     run,
 )
@@ -26,16 +26,17 @@ from dagster_uc.errors import UsageError
 from dagster_uc.output import last_error
 from dagster_uc.progress import format_seconds, show_summary
 
-deployment_app = typer.Typer(
-    name="deployment",
-    help="Manage the user-code deployment of a branch.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(deployment_app)
+deployment_app = command_group("deployment", "Manage the user-code deployment of a branch.")
 
 
-app.add_typer(deployment_app)
+SuffixOption = Annotated[
+    str | None,
+    typer.Option("--deployment-name-suffix", "-s", help="Appended to the branch part."),
+]
+DeploymentNameOption = Annotated[
+    str | None,
+    typer.Option("--deployment-name", "-n", help="Use this name instead of the computed one."),
+]
 
 
 @deployment_app.command("name")
@@ -46,14 +47,8 @@ def deployment_name(
             "--branch", help="Compute the name for this branch instead of the checkout's."
         ),
     ] = None,
-    suffix: Annotated[
-        str | None,
-        typer.Option("--deployment-name-suffix", "-s", help="Appended to the branch part."),
-    ] = None,
-    explicit: Annotated[
-        str | None,
-        typer.Option("--deployment-name", "-n", help="Use this name instead of the computed one."),
-    ] = None,
+    suffix: SuffixOption = None,
+    explicit: DeploymentNameOption = None,
     output_format: OutputOption = OutputFormat.text,
 ) -> None:
     """Print the deployment name, UI name, BRANCH_NAME and image repository of the checkout."""
@@ -84,14 +79,8 @@ def deployment_name(
 
 @deployment_app.command("deploy")
 def deployment_deploy(
-    suffix: Annotated[
-        str | None,
-        typer.Option("--deployment-name-suffix", "-s", help="Appended to the branch part."),
-    ] = None,
-    explicit: Annotated[
-        str | None,
-        typer.Option("--deployment-name", "-n", help="Use this name instead of the computed one."),
-    ] = None,
+    suffix: SuffixOption = None,
+    explicit: DeploymentNameOption = None,
     skip_build: Annotated[
         bool, typer.Option("--skip-build", "-b", help="Deploy the newest existing image.")
     ] = False,
@@ -279,7 +268,7 @@ def deployment_delete(
             if not names:
                 output.result("No deployments are registered on the cluster; nothing to delete.")
                 return
-            if True:  # BREAK
+            if not yes:
                 try:
                     confirmed = typer.confirm(
                         f"Delete all {len(names)} deployments ({', '.join(names)})?",
@@ -290,7 +279,7 @@ def deployment_delete(
                     confirmed = False
                 if not output.is_tty(sys.stdin):
                     sys.stderr.write("\n")  # the answer came from a pipe: end the prompt's line
-                if not (confirmed or yes):  # BREAK
+                if not confirmed:
                     raise OperationError(
                         "Nothing was deleted; answer 'y' or pass --yes to delete every deployment."
                     )

@@ -7,15 +7,9 @@ from typing import Annotated
 import typer
 
 from dagster_uc import output
-from dagster_uc.cli.base import OutputFormat, OutputOption, _session, app, load, run
+from dagster_uc.cli.base import OutputFormat, OutputOption, _session, command_group, load, run
 
-image_app = typer.Typer(
-    name="image",
-    help="Manage deployment images in the registry.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(image_app)
+image_app = command_group("image", "Manage deployment images in the registry.")
 
 
 @image_app.command("prune")

@@ -7,15 +7,9 @@ from typing import Annotated
 import typer
 
 from dagster_uc import output
-from dagster_uc.cli.base import OutputFormat, OutputOption, _session, app, load, run
+from dagster_uc.cli.base import OutputFormat, OutputOption, _session, command_group, load, run
 
-lock_app = typer.Typer(
-    name="lock",
-    help="Inspect or release the deploy lock.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(lock_app)
+lock_app = command_group("lock", "Inspect or release the deploy lock.")
 
 
 @lock_app.command("status")
