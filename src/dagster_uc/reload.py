@@ -158,6 +158,12 @@ def parse_probe(stdout: str) -> Probe:
     except (ValueError, IndexError):
         return Probe(error=f"unexpected answer from the webserver pod: {stdout.strip()[:200]!r}")
     probe = Probe(file=data.get("file"), reloaded=bool(data.get("reloaded")))
+    if data.get("file_error"):
+        # The workspace ConfigMap is mounted into the pod before it starts; a ready webserver
+        # pod without the file is not the webserver that reads it (or not Dagster's image).
+        probe.error = f"the webserver pod has no readable workspace file ({data['file_error']})"
+        probe.permanent = True
+        return probe
     if data.get("error"):
         probe.error = f"the webserver did not answer ({data['error']})"
         return probe

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from stack.controlplane.fixtures import e2e_backend
 from stack.emulator.dagster import Webservers, webservers
 from stack.real_cluster import real_context
 from tests.e2e.conftest import Stack
@@ -21,7 +22,9 @@ WEBSERVER = "dagster-dagster-webserver"
 DAEMON = "dagster-daemon"
 
 pytestmark = pytest.mark.skipif(
-    real_context() is not None, reason="counts the emulated webserver's reloads"
+    real_context() is not None or e2e_backend() != "emulator",
+    reason="counts the emulated webserver's reloads (on the local control plane kwok runs "
+    "exec commands on the host, where no webserver answers: dagster-uc falls back to a restart)",
 )
 
 
