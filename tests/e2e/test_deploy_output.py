@@ -115,3 +115,13 @@ def test_live_view_and_summary_on_a_terminal(stack: Stack) -> None:
     assert re.search(r"reloaded\s+\S+", text)
     assert re.search(r"total\s+\d+\.\d s", text)
     assert "STEP 1/" not in text  # the build's output was folded away
+
+
+def test_json_with_dry_run_keeps_the_plan_off_stdout(stack: Stack) -> None:
+    result = stack.run("deployment", "deploy", "--dry-run", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["dry_run"] is True
+    assert report["steps"] and "name" not in report
+    assert NAME in result.stderr  # the plan went to stderr
+    assert stack.tags(NAME) == []

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from dagster_uc.azure import ACR_USERNAME
 from stack.chart import serve_chart_repo
 from stack.registry import LocalRegistry, free_port
 from tests.e2e.conftest import Result, Stack
@@ -291,3 +293,48 @@ def stack_helm(stack: Stack) -> Path:
     found = shutil.which("helm", path=stack.env["PATH"])
     assert found
     return Path(found)
+
+
+FAKE_AZ = """#!{python}
+import json, os, sys
+if os.environ.get("FAKE_AZ_MODE") == "logged-out":
+    sys.stderr.write("ERROR: Please run 'az login' to setup account.\\n")
+    sys.exit(1)
+if sys.argv[1:3] == ["account", "show"]:
+    print(json.dumps({{"name": "team-subscription", "user": {{"name": "ann@example.com"}}}}))
+elif sys.argv[1:3] == ["acr", "login"]:
+    print(json.dumps({{"accessToken": "{token}", "loginServer": sys.argv[4]}}))
+else:
+    sys.exit(2)
+"""
+
+
+def test_use_az_login(stack: Stack, tmp_path: Path) -> None:
+    """With use_az_login the registry is checked with the token `az acr login` hands out."""
+    token = "acr-token-" + os.urandom(6).hex()
+    bin_dir = tmp_path / "az-bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    az.write_text(FAKE_AZ.format(python=sys.executable, token=token))
+    az.chmod(0o755)
+    with LocalRegistry("htpasswd", username=ACR_USERNAME, password=token) as acr:
+        stack.write_config(container_registry=acr.host, use_az_login=True)
+        path = f"{bin_dir}{os.pathsep}{stack.env['PATH']}"
+        result, found = doctor_json(stack, env={"PATH": path})
+        assert result.returncode == 0, found
+        assert found["az"]["message"] == "az is logged in as ann@example.com (team-subscription)"
+        assert (
+            "login from az acr login may pull and push" in found["registry-credentials"]["message"]
+        )
+
+        result = stack.run("doctor", env={"PATH": path, "FAKE_AZ_MODE": "logged-out"})
+        assert result.returncode == 1
+        assert "Run `az login`" in line_of(result, "az")
+        assert line_of(result, "registry-credentials").startswith("failed")
+        assert token not in result.output
+
+    no_az = [d for d in stack.env["PATH"].split(os.pathsep) if d and not (Path(d) / "az").exists()]
+    result, found = doctor_json(stack, env={"PATH": os.pathsep.join(no_az)})
+    assert result.returncode == 1
+    assert "Azure CLI (az) is not on PATH" in found["az"]["message"]
+    assert "set use_az_login: false" in found["az"]["fix"]
