@@ -517,7 +517,6 @@ def seed_dagster(
                         for k, v in _labels(dagster_version, "dagster").items()
                         if k != "component"
                     },
-                    "annotations": _helm_annotations(namespace),
                 },
                 "data": {"workspace.yaml": "load_from: []\n"},
             }
