@@ -5,10 +5,13 @@ permission on events and logs, and a self-built Dagster chart whose version labe
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 
 import pytest
 
-from stack.emulator.controllers import MESH_INJECT, MESH_PROXY
+from stack.controlplane.fixtures import e2e_backend
+from stack.emulator.controllers import MESH_IMAGE, MESH_INJECT, MESH_PROXY
 from stack.real_cluster import real_context
 from tests.e2e.conftest import Stack
 
@@ -24,11 +27,68 @@ def _listed(stack: Stack, name: str) -> tuple[int, int]:
     return row["ready"], row["pods"]
 
 
-def test_deploy_and_check_with_a_mesh_proxy_listed_first(stack: Stack) -> None:
+@pytest.fixture
+def mesh(stack: Stack) -> Iterator[None]:
+    """A service-mesh injector for the test's namespace: the emulator's (a namespace
+    annotation), or on the real control plane a MutatingAdmissionPolicy that, like Linkerd's
+    webhook, puts the proxy first in every new pod of the namespace."""
     if real_context():
-        pytest.skip("needs the emulator's mesh injector (a namespace annotation)")
-    annotations = {"metadata": {"annotations": {MESH_INJECT: "enabled"}}}
-    stack.emulator.patch("v1", "namespaces", None, stack.namespace, annotations)
+        pytest.skip("needs a mesh injector the test can switch on")
+    if e2e_backend() != "real":
+        annotations = {"metadata": {"annotations": {MESH_INJECT: "enabled"}}}
+        stack.emulator.patch("v1", "namespaces", None, stack.namespace, annotations)
+        yield
+        return
+    name = f"mesh-{stack.namespace}"
+    group = "admissionregistration.k8s.io/v1"
+    proxy = f'Object.spec.containers{{name: "{MESH_PROXY}", image: "{MESH_IMAGE}"}}'
+    patch = f'[JSONPatch{{op: "add", path: "/spec/containers/0", value: {proxy}}}]'
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE"],
+        "resources": ["pods"],
+    }
+    policy = {
+        "matchConstraints": {"resourceRules": [rule]},
+        "failurePolicy": "Fail",
+        "reinvocationPolicy": "Never",
+        "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": patch}}],
+    }
+    namespace = {"matchLabels": {"kubernetes.io/metadata.name": stack.namespace}}
+    binding = {"policyName": name, "matchResources": {"namespaceSelector": namespace}}
+    for kind, spec in (
+        ("MutatingAdmissionPolicy", policy),
+        ("MutatingAdmissionPolicyBinding", binding),
+    ):
+        stack.emulator.create(
+            {"apiVersion": group, "kind": kind, "metadata": {"name": name}, "spec": spec}
+        )
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "mesh-probe-"},
+        "spec": {"containers": [{"name": "probe", "image": "probe"}]},
+    }
+    pods = f"/api/v1/namespaces/{stack.namespace}/pods"
+    with stack.emulator.plane.admin_client(timeout=30) as client:
+
+        def injected() -> bool:  # a dry-run create runs admission
+            created = client.post(pods, params={"dryRun": "All"}, json=probe)
+            return created.json()["spec"]["containers"][0]["name"] == MESH_PROXY
+
+        deadline = time.monotonic() + 60
+        while not injected():
+            assert time.monotonic() < deadline, "the mesh policy never took effect"
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        stack.emulator.delete(group, "mutatingadmissionpolicybindings", None, name)
+        stack.emulator.delete(group, "mutatingadmissionpolicies", None, name)
+
+
+def test_deploy_and_check_with_a_mesh_proxy_listed_first(stack: Stack, mesh: None) -> None:
 
     stack.ok("deployment", "deploy", "--timeout", "60")
 
