@@ -7,8 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,36 @@ class Stack:
             check=True,
         )
         return done.stdout
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """Poll `condition` until it is truthy (a guard against hangs, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_helm_rolled_out(stack: Stack, name: str, tag: str) -> None:
+    """Wait until Helm has put `tag` of location `name` out and stored its release: a deploy
+    is then waiting for the pods (step lines are printed when a step ends, too late for that)."""
+
+    def done() -> bool:
+        deployment = stack.deployment(name) or {}
+        pod_spec = (deployment.get("spec") or {}).get("template", {}).get("spec", {})
+        images = [c.get("image", "") for c in pod_spec.get("containers") or []]
+        pending = stack.emulator.list(
+            "v1",
+            "secrets",
+            stack.namespace,
+            label_selector="owner=helm,status in (pending-install,pending-upgrade)",
+        )
+        return any(image.endswith(f":{tag}") for image in images) and not pending
+
+    wait_until(done, f"Helm to roll out {name}:{tag}")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,15 @@ import yaml
 
 from stack.emulator.emulator import CONFLICT_ANNOTATION
 from stack.pytest_plugin import default_signals
-from tests.e2e.conftest import DAGSTER_UC, VALUES_CM, WORKSPACE_CM, Result, Stack
+from tests.e2e.conftest import (
+    DAGSTER_UC,
+    VALUES_CM,
+    WORKSPACE_CM,
+    Result,
+    Stack,
+    wait_helm_rolled_out,
+    wait_until,  # imported from here by other e2e modules
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -114,17 +121,6 @@ class Proc:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(timeout=30)
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 120) -> Any:
-    """Poll `condition` until it is truthy (a guard against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lease_holder(stack: Stack) -> str | None:
@@ -422,7 +418,7 @@ def test_an_interrupt_while_waiting_restores_the_state_the_release_and_the_lock(
     new_commit(stack)
     deploying = Proc(stack, "deployment", "deploy", "--timeout", "120")
     try:
-        deploying.wait_for_line("Waiting for demo-project--feat-hello")
+        wait_helm_rolled_out(stack, NAME, "1.8.4-1")  # it waits for pods that never get ready
         os.kill(deploying.pid, signum)
         result = deploying.finish()
     finally:
