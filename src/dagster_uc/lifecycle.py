@@ -452,6 +452,7 @@ class CheckResult:
                     "reason": p.reason,
                     "message": p.message,
                     "image": p.image,
+                    "container": p.container,
                     "node": p.node,
                 }
                 for p in d.pods
@@ -469,6 +470,7 @@ class CheckResult:
                 }
                 for e in d.events
             ],
+            "unread": d.unread,
             "followed_pod": self.pod,
             "log": log,
         }
