@@ -23,7 +23,6 @@ unavailable meanwhile:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from benchmarks.report import command_line, load_average, write_section  # noqa: E402
-from dagster_uc.reload import PROBE, parse_probe, workspace_locations  # noqa: E402
+from dagster_uc.reload import parse_probe, workspace_locations  # noqa: E402
 from dagster_uc.workspace import workspace_document, workspace_yaml  # noqa: E402
 from stack.chart import CHART_DIR  # noqa: E402
 from stack.dagster_real import LocalDagster, free_port, wait_until  # noqa: E402
@@ -232,13 +231,7 @@ def shown(dagster: LocalDagster) -> list[str]:
 
 
 def probe_in_webserver(dagster: LocalDagster, document: dict[str, Any]) -> None:
-    arguments = {
-        "url": dagster.graphql_url,
-        "workspace": str(dagster.workspace),
-        "expect": sorted(workspace_locations(document)),
-        "timeout": 60,
-    }
-    done = dagster.run_in_webserver(["python", "-c", PROBE, json.dumps(arguments)])
+    done = dagster.run_reload_probe(workspace_locations(document))
     probe = parse_probe(done.stdout)
     if probe.error or not probe.reloaded:
         raise SystemExit(f"the reload probe failed: {done.stdout}{done.stderr}")

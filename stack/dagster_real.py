@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from dagster_uc.reload import PROBE
 
 DAGSTER_VERSION = "1.8.4"  # as stack.pytest_plugin pins it
 
@@ -276,6 +279,17 @@ class LocalDagster:
         if argv[0] == "python":
             argv = [self.python, *argv[1:]]
         return subprocess.run(argv, env=self._env(), capture_output=True, text=True, timeout=120)
+
+    def run_reload_probe(self, expected: list[str]) -> subprocess.CompletedProcess[str]:
+        """dagster-uc's in-pod program (`reload.PROBE`) with the arguments it passes in the
+        webserver pod, run as that exec would run it."""
+        arguments = {
+            "url": self.graphql_url,
+            "workspace": str(self.workspace),
+            "expect": sorted(expected),
+            "timeout": 60,
+        }
+        return self.run_in_webserver(["python", "-c", PROBE, json.dumps(arguments)])
 
     def sensor_ticks(self, location: str, sensor: str = "heartbeat") -> int:
         """Ticks of `sensor` in `location` in the instance's tick storage (as the webserver reads it)."""

@@ -13,14 +13,13 @@ lands in the instance's tick storage. No process is restarted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dagster_uc.reload import PROBE, Probe, parse_probe, workspace_locations
+from dagster_uc.reload import Probe, parse_probe, workspace_locations
 from dagster_uc.workspace import workspace_document, workspace_yaml
 from stack.dagster_real import (
     LocalDagster,
@@ -76,13 +75,7 @@ def shown(dagster: LocalDagster) -> dict[str, str]:
 
 def reload_in_webserver(dagster: LocalDagster, document: dict[str, Any]) -> Probe:
     """What dagster-uc runs in the webserver pod, with the arguments it passes there."""
-    arguments = {
-        "url": dagster.graphql_url,
-        "workspace": str(dagster.workspace),
-        "expect": sorted(workspace_locations(document)),
-        "timeout": 60,
-    }
-    done = dagster.run_in_webserver(["python", "-c", PROBE, json.dumps(arguments)])
+    done = dagster.run_reload_probe(workspace_locations(document))
     assert done.returncode == 0, done.stderr
     return parse_probe(done.stdout)
 
