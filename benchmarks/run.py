@@ -24,6 +24,7 @@ BENCHMARKS: list[list[str]] = [
     ["benchmarks.bench_original", "--sizes", "1,10,30", "--runs", "3"],
     ["benchmarks.bench_registry_tags", "--tags", "5000", "--runs", "5"],
     ["benchmarks.bench_reload", "--runs", "3"],
+    ["benchmarks.bench_doctor", "--runs", "3"],
 ]
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from dagster_uc.config import Config
 
 #: Seconds for one API request: a dead API server fails its checks within a few seconds.
-API_TIMEOUT_S = 4.0
+API_TIMEOUT_S = 3.0
 ROLE_DOC = "docs/permissions.md"
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from dagster_uc.config import Config
 
 #: Seconds for one registry request: a dead registry fails within a few seconds.
-REGISTRY_TIMEOUT_S = 4.0
+REGISTRY_TIMEOUT_S = 3.0
 
 
 def transport(config: Config, client: RegistryClient) -> str:
