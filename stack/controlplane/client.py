@@ -54,7 +54,9 @@ class RealCluster:
         self.dagster_versions: dict[str, str] = {}
         self._client = plane.admin_client(timeout=30)
         self._logs_client = plane.admin_client(timeout=30)
-        self._logs = PodLogWriter(self._logs_client, plane.state_dir / "pod-logs").start()
+        self._logs = PodLogWriter(
+            self._logs_client, plane.state_dir / "pod-logs", self._pod_exec_env
+        ).start()
 
     @property
     def url(self) -> str:
@@ -70,6 +72,10 @@ class RealCluster:
     @property
     def request_counts(self) -> Counter[tuple[str, str]]:
         return self.faults.request_counts
+
+    def _pod_exec_env(self, namespace: str, pod: str) -> builtins.list[dict[str, str]]:
+        version = self.dagster_versions.get(namespace, self.dagster_version)
+        return self.plane.exec_env(DAGSTER_VERSION=version, POD_NAMESPACE=namespace, POD_NAME=pod)
 
     def close(self) -> None:
         self._logs.stop()

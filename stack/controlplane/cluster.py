@@ -23,6 +23,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,50 @@ DEFAULT_LOG = (
     "2026-01-01T00:00:00.000000Z stdout F 2026-01-01 00:00:00 +0000 - dagster.code_server - "
     "INFO - Started Dagster code server on port 3030 in process 1\n"
 )
+
+
+# `python` inside a pod: answers dagster-uc's workspace probe (src/dagster_uc/reload.py) as the
+# Dagster webserver of that pod would, with the workspace ConfigMap as the mounted file; any
+# other use runs the host's Python. A webserver pod shows the file as it was at its first probe
+# (its start, as far as anyone can tell) until a reload is asked for.
+PYTHON_STUB = """#!{python}
+import json, os, ssl, sys, urllib.request
+args = sys.argv[1:]
+probe = None
+if len(args) == 3 and args[0] == "-c":
+    try:
+        probe = json.loads(args[2])
+    except ValueError:
+        probe = None
+if not isinstance(probe, dict) or not {{"url", "workspace", "expect"}} <= set(probe):
+    os.execv({python!r}, [{python!r}, *args])
+import yaml
+state = json.load(open(os.path.join(os.environ["STACK_STATE_DIR"], "api.json")))
+context = ssl.create_default_context(cafile=state["ca"])
+namespace = os.environ["POD_NAMESPACE"]
+request = urllib.request.Request(
+    state["url"] + "/api/v1/namespaces/" + namespace + "/configmaps/dagster-workspace-yaml",
+    headers={{"Authorization": "Bearer " + state["token"]}},
+)
+with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+    text = json.load(answer).get("data", {{}}).get("workspace.yaml", "")
+doc = yaml.safe_load(text) or {{}}
+names = sorted(
+    (next(iter(e.values())) or {{}}).get("location_name", "") for e in doc.get("load_from") or []
+)
+shown_file = os.path.join(os.environ["STACK_STATE_DIR"], "webservers", namespace + "." + os.environ["POD_NAME"])
+os.makedirs(os.path.dirname(shown_file), exist_ok=True)
+shown = json.load(open(shown_file)) if os.path.exists(shown_file) else names
+reloaded = names == sorted(probe["expect"]) and shown != names
+if reloaded:
+    shown = names
+json.dump(shown, open(shown_file, "w"))
+entries = [
+    {{"name": n, "loadStatus": "LOADED", "locationOrLoadError": {{"__typename": "RepositoryLocation"}}}}
+    for n in shown
+]
+print(json.dumps({{"file": names, "reloaded": reloaded, "workspace": {{"__typename": "Workspace", "locationEntries": entries}}}}))
+"""
 
 
 class ControlPlaneError(RuntimeError):
@@ -306,6 +351,15 @@ class ControlPlane:
             "--enable-crds=" + ",".join(("Logs", "ClusterLogs", "Exec", "ClusterExec")),
         ]
 
+    def exec_env(self, **pod: str) -> list[dict[str, str]]:
+        """The environment of a command `kubectl exec` runs (kwok runs it on this host)."""
+        env = {
+            "DAGSTER_VERSION": self.dagster_version,
+            "STACK_STATE_DIR": str(self.state_dir),
+            **pod,
+        }
+        return [{"name": k, "value": v} for k, v in env.items()]
+
     def _kwok_env(self) -> dict[str, str]:
         env = _base_env()
         env["PATH"] = f"{self.state_dir / 'exec-bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -363,10 +417,15 @@ class ControlPlane:
         (self.state_dir / "kwok.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
         exec_bin = self.state_dir / "exec-bin"
         exec_bin.mkdir(exist_ok=True)
-        for name in ("dagster", "dagster-daemon", "dagster-webserver"):
+        stubs = {name: DAGSTER_STUB for name in ("dagster", "dagster-daemon", "dagster-webserver")}
+        stubs["python"] = stubs["python3"] = PYTHON_STUB.format(python=sys.executable)
+        for name, text in stubs.items():
             stub = exec_bin / name
-            stub.write_text(DAGSTER_STUB)
+            stub.write_text(text)
             stub.chmod(0o755)
+        api = {"url": self.url, "ca": str(self.pki.ca_cert), "token": self.pki.admin_token}
+        (self.state_dir / "api.json").write_text(json.dumps(api))
+        (self.state_dir / "api.json").chmod(0o600)
         self.pod_log_file.parent.mkdir(exist_ok=True)
         self.pod_log_file.write_text(DEFAULT_LOG)
         with self.admin_client() as client:
@@ -399,9 +458,7 @@ class ControlPlane:
                                 "containers": [],
                                 "local": {
                                     "workDir": str(self.state_dir),
-                                    "envs": [
-                                        {"name": "DAGSTER_VERSION", "value": self.dagster_version}
-                                    ],
+                                    "envs": self.exec_env(),
                                 },
                             }
                         ],

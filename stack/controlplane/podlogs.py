@@ -5,7 +5,8 @@ one file per container). `PodLogWriter` watches the pods of the cluster and, for
 writes the lines a Dagster container prints (the same ones the emulator prints, from
 `stack.emulator.dagster`): a code server's "Starting ..." and "Started ..." lines, or, for a
 pod a test holds unready (`holds.HOLD_ANNOTATION`), the traceback of a failed import. When a
-hold is released the ready lines follow, as when the container finally starts.
+hold is released the ready lines follow, as when the container finally starts. It also gives
+each pod an `Exec` object, so that commands exec'd in it know their pod and namespace.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,15 @@ def _held(pod: dict[str, Any]) -> bool:
 
 
 class PodLogWriter:
-    def __init__(self, client: httpx.Client, directory: Path) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        directory: Path,
+        exec_env: Callable[[str, str], list[dict[str, str]]],
+    ) -> None:
         self._client = client
         self._dir = directory
+        self._exec_env = exec_env
         self._dir.mkdir(parents=True, exist_ok=True)
         self._known: dict[str, bool] = {}  # namespace/name -> held when last written
         self._lock = threading.Lock()
@@ -129,7 +137,23 @@ class PodLogWriter:
             "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
             "spec": {"logs": logs},
         }
+        execs = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "Exec",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {
+                "execs": [
+                    {
+                        "containers": [],
+                        "local": {
+                            "workDir": str(self._dir),
+                            "envs": self._exec_env(meta["namespace"], meta["name"]),
+                        },
+                    }
+                ]
+            },
+        }
+        base = f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{meta['namespace']}"
         with contextlib.suppress(httpx.HTTPError):
-            self._client.post(
-                f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{meta['namespace']}/logs", json=body
-            )
+            self._client.post(f"{base}/logs", json=body)
+            self._client.post(f"{base}/execs", json=execs)
