@@ -290,3 +290,26 @@ def test_diagnosis_without_permission_on_events_and_logs_says_what_it_could_not_
     text = format_diagnosis(d)
     assert "Recent events: could not be read (the Kubernetes API answered 403" in text
     assert f"Could not read the log of pod {pod}: the Kubernetes API answered 403" in text
+
+
+def test_following_a_pod_whose_code_server_container_has_another_name_stops_with_the_fix(
+    cluster: Cluster,
+) -> None:
+    from dagster_uc.errors import OperationError
+    from stack.emulator.controllers import MESH_INJECT
+
+    annotations = {"metadata": {"annotations": {MESH_INJECT: "enabled"}}}
+    cluster.kube.emulator.patch("v1", "namespaces", None, cluster.ns, annotations)
+    cluster.install(("foo", "1"))
+    misnamed = UserCode(RELEASE, container="code-server")
+    result = wait_for_rollout(
+        cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=misnamed
+    )
+    assert result.ok, "any container running the new image counts when none has the name"
+    pod = result.pods[0]
+    assert pod.container is None
+    with pytest.raises(OperationError, match="code_server_container_name") as raised:
+        follow_logs_until(cluster.client, cluster.ns, pod.name, timeout_s=30, container=None)
+    assert "a container name must be specified" in str(raised.value)
+    d = diagnose(cluster.client, cluster.ns, "foo", scope=misnamed)
+    assert "none is named code-server" in d.unread[f"the log of pod {pod.name}"]

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 BACKOFF_START_S = 0.2
 BACKOFF_MAX_S = 2.0
 BACKOFF_FACTOR = 1.5
+#: The API server's 400 for a container that is not named or not in the pod.
+_NO_SUCH_CONTAINER = re.compile(r"a container name must be specified|is not valid for pod")
 #: Longest silence a followed log stream may block before the deadline is checked again.
 _FOLLOW_SLICE_S = 1.0
 
@@ -135,6 +137,11 @@ def follow_logs_until(
                 raise OperationError(f"Pod {pod} does not exist in namespace {ns}.") from exc
             if exc.status.code != 400:
                 raise api_error(f"follow the log of pod {pod}", exc) from exc
+            if _NO_SUCH_CONTAINER.search(exc.status.message or ""):  # never recovers by waiting
+                raise OperationError(
+                    f"Cannot read the log of pod {pod}: {exc.status.message}; set "
+                    "code_server_container_name to the code server's container."
+                ) from exc
             resp = None
         except httpx2.TransportError:
             resp = None
