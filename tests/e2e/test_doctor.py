@@ -338,3 +338,38 @@ def test_use_az_login(stack: Stack, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Azure CLI (az) is not on PATH" in found["az"]["message"]
     assert "set use_az_login: false" in found["az"]["fix"]
+
+
+def values_configmap(stack: Stack, text: str) -> None:
+    stack.emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "dagster-user-deployments-values-yaml",
+                "namespace": stack.namespace,
+            },
+            "data": {"yaml": text},
+        }
+    )
+
+
+def test_state_written_by_the_original_tool(stack: Stack) -> None:
+    entry = {"name": "demo-project--legacy", "image": {"repository": "r/x", "tag": "1.8.4-0"}}
+    values_configmap(stack, yaml.safe_dump({"deployments": [entry]}))
+    _, found = doctor_json(stack)
+    assert found["values-configmap"]["status"] == "ok"
+    assert (
+        "1 deployment(s), state of the original dagster-uc" in found["values-configmap"]["message"]
+    )
+
+
+def test_values_configmap_that_does_not_parse(stack: Stack) -> None:
+    values_configmap(stack, "deployments: [unclosed\n")
+    result = stack.run("doctor")
+    assert result.returncode == 1
+    line = line_of(result, "values-configmap")
+    assert "does not parse" in line and "not valid YAML" in line
+    assert (
+        f"kubectl -n {stack.namespace} edit configmap dagster-user-deployments-values-yaml" in line
+    )

@@ -167,6 +167,12 @@ def check_dagster(config: Config, client: Client, role: str, name: str) -> Check
     return ok(check, f"{where} runs Dagster {version}", version=version)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error (a YAML error goes on with the offending text)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(":.") if lines else type(exc).__name__
+
+
 def _managers(configmap: Any) -> list[str]:
     fields = (configmap.metadata.managedFields or []) if configmap.metadata else []
     return list(dict.fromkeys(f.manager for f in fields if f.manager))
@@ -202,7 +208,7 @@ def check_values(config: Config, client: Client) -> CheckResult:
     except Exception as exc:
         return failed(
             "values-configmap",
-            f"ConfigMap {name} does not parse: {exc}",
+            f"ConfigMap {name} does not parse: {first_line(exc)}",
             f"Repair it with `kubectl -n {config.namespace} edit configmap {name}` (key "
             f"{VALUES_KEY!r} holds the chart's values document).",
         )
@@ -241,7 +247,7 @@ def check_workspace(config: Config, client: Client) -> CheckResult:
     except Exception as exc:
         return failed(
             "workspace-configmap",
-            f"ConfigMap {name} does not parse: {exc}",
+            f"ConfigMap {name} does not parse: {first_line(exc)}",
             "The next deploy rewrites it from the list of deployments; or repair it with "
             f"`kubectl -n {config.namespace} edit configmap {name}`.",
         )

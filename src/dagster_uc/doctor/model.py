@@ -67,6 +67,11 @@ def from_error(name: str, exc: BaseException, fix: str | None = None) -> CheckRe
     return failed(name, message, fix or own_fix)
 
 
+def one_line(text: str) -> str:
+    """A message as one line (YAML and API errors can span several)."""
+    return " ".join(text.split())
+
+
 def exit_code(results: list[CheckResult]) -> int:
     """0 when nothing a deploy needs failed (warnings and skips alone do not fail)."""
     return 1 if any(r.status == "failed" for r in results) else 0
@@ -89,7 +94,7 @@ def render_text(results: list[CheckResult]) -> list[str]:
     width = max((len(r.name) for r in results), default=0)
     lines = []
     for r in results:
-        lines.append(f"{r.status:<8} {r.name:<{width}}  {r.message}")
+        lines.append(f"{r.status:<8} {r.name:<{width}}  {one_line(r.message)}")
         if r.fix and r.status in ("failed", "warning"):
             indent = " " * (9 + width + 2)
             fix_lines = r.fix.splitlines()
