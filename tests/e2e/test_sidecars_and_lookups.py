@@ -137,16 +137,21 @@ def test_a_failed_rollout_keeps_its_reason_when_events_and_logs_are_forbidden(
 
 
 def test_a_self_built_dagster_chart_labelled_dev_is_no_version_mismatch(stack: Stack) -> None:
+    """Neither the labels nor the image name a version: `dagster --version` in the daemon
+    pod does, and the deploy goes on without a mismatch or a warning."""
     if real_context():
-        pytest.skip("rewrites the labels of Dagster's own daemon Deployment")
+        pytest.skip("rewrites Dagster's own daemon Deployment")
+    daemon = stack.emulator.get("apps/v1", "deployments", stack.namespace, "dagster-daemon")
+    assert daemon is not None
+    containers = daemon["spec"]["template"]["spec"]["containers"]
+    for container in containers:
+        container["image"] = "registry.example/team/dagster:dev"
     labels = {"app.kubernetes.io/version": "dev", "helm.sh/chart": "dagster-0.11.0"}
-    stack.emulator.patch(
-        "apps/v1",
-        "deployments",
-        stack.namespace,
-        "dagster-daemon",
-        {"metadata": {"labels": labels}},
-    )
+    patch = {
+        "metadata": {"labels": labels},
+        "spec": {"template": {"spec": {"containers": containers}}},
+    }
+    stack.emulator.patch("apps/v1", "deployments", stack.namespace, "dagster-daemon", patch)
 
     result = stack.ok("deployment", "deploy", "--timeout", "60")
 
