@@ -373,3 +373,30 @@ def test_values_configmap_that_does_not_parse(stack: Stack) -> None:
     assert (
         f"kubectl -n {stack.namespace} edit configmap dagster-user-deployments-values-yaml" in line
     )
+
+
+def test_held_lock_is_a_warning_naming_its_holder(stack: Stack) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stack.emulator.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "dagster-uc-semaphore", "namespace": stack.namespace},
+            "spec": {
+                "holderIdentity": "anna@laptop pid=4242 id=1f3a9c0e",
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseDurationSeconds": 300,
+            },
+        }
+    )
+    result = stack.run("doctor")
+    assert result.returncode == 0, result.output
+    line = line_of(result, "lock")
+    assert line.startswith("warning")
+    assert "held by anna@laptop pid=4242 id=1f3a9c0e since" in line
+    assert "dagster-uc lock release" in line
+    _, found = doctor_json(stack)
+    assert found["lock"]["details"]["lock"]["holder"] == "anna@laptop pid=4242 id=1f3a9c0e"
