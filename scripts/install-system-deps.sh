@@ -8,6 +8,7 @@ command -v podman >/dev/null 2>&1 || need+=(podman buildah skopeo uidmap)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v git >/dev/null 2>&1 || need+=(git)
 [ -x /usr/sbin/squid ] || need+=(squid)
+command -v sudo >/dev/null 2>&1 || need+=(sudo)  # tests of --use-sudo with the real sudo
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
