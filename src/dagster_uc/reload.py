@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc import output
+from dagster_uc.errors import DagsterUcError
 from dagster_uc.kube import api_error_code, api_errors, describe_api_error
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ReloadOutcome:
     reason: str = ""  # why not, when not visible
     locations: list[Location] = field(default_factory=list)
     reloads: int = 0  # how many times a reload was asked for
+    permanent: bool = False  # waiting could not have helped
 
 
 def workspace_locations(document: dict[str, Any]) -> list[str]:
@@ -277,7 +279,10 @@ def reload_webserver(
     reloads = 0
     reason = "no ready webserver pod"
     while True:
-        servers = find_webservers(client, namespace, deployment)
+        try:
+            servers = find_webservers(client, namespace, deployment)
+        except DagsterUcError as exc:  # no such Deployment, no right to list its pods, ...
+            return ReloadOutcome(False, clock() - start, str(exc).rstrip("."), permanent=True)
         probes = []
         for server in servers:
             probe = probe_webserver(
@@ -287,7 +292,9 @@ def reload_webserver(
             probes.append(probe)
             output.debug(f"webserver pod {server.pod}: {probe.error or probe.describe()}")
             if probe.permanent:
-                return ReloadOutcome(False, clock() - start, f"{probe.error}", reloads=reloads)
+                return ReloadOutcome(
+                    False, clock() - start, f"{probe.error}", reloads=reloads, permanent=True
+                )
         if servers and all(p.shows(expected) for p in probes):
             return ReloadOutcome(
                 True, clock() - start, locations=probes[0].locations or [], reloads=reloads

@@ -168,10 +168,12 @@ def _reload_or_restart(
             timeout,
         )
     if not outcome.visible:
-        output.warning(
-            f"Dagster's webserver did not show the new set of locations within {timeout} s "
-            f"({outcome.reason}); restarting the webserver and daemon instead."
+        problem = (
+            f"Dagster's webserver cannot reload its workspace ({outcome.reason})"
+            if outcome.permanent
+            else f"Dagster's webserver did not show the new set of locations within {timeout} s ({outcome.reason})"
         )
+        output.warning(f"{problem}; restarting the webserver and daemon instead.")
         return _restart_dagster(session, steps)
     added, removed = sorted(expected - shown_before), sorted(shown_before - expected)
     parts = [f"shows {', '.join(added)}"] if added else []

@@ -133,3 +133,12 @@ def test_an_unknown_mode_is_a_config_error_that_changes_nothing(stack: Stack) ->
     assert result.returncode == 2
     assert "dagster_reload" in result.stderr and "Traceback" not in result.stderr
     assert stack.configmap("dagster-user-deployments-values-yaml") is None
+
+
+def test_a_missing_webserver_deployment_does_not_fail_the_deploy(stack: Stack) -> None:
+    stack.write_config(dagster_webserver_deployment_name="no-such-webserver")
+    result = stack.ok("deployment", "deploy")
+    assert "cannot reload" in result.output and "no-such-webserver" in result.output
+    assert "Deployment no-such-webserver was not found" in result.output
+    assert stack.restarted_at(DAEMON), "the daemon is restarted as in restart mode"
+    assert stack.locations() == [UI]
