@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from dagster_uc.errors import OperationError
 from dagster_uc.helm import ChartSource, Helm, HelmOptions
 from dagster_uc.pods import (
     CODE_SERVER_STARTED,
+    RolloutResult,
     UserCode,
     diagnose,
     events_for,
@@ -24,6 +26,7 @@ from dagster_uc.pods import (
     readiness_summary,
     wait_for_rollout,
 )
+from stack.emulator.controllers import MESH_INJECT, MESH_PROXY
 
 RELEASE = "dagster-user-code"
 SCOPE = UserCode(RELEASE)
@@ -222,16 +225,20 @@ def test_diagnosis_text_of_crash_looping_pod(cluster: Cluster) -> None:
     assert len([line for line in text.splitlines() if line.startswith("  | ")]) <= 5
 
 
-def test_a_mesh_proxy_injected_first_neither_hides_the_rollout_nor_the_logs(
-    cluster: Cluster,
-) -> None:
-    from stack.emulator.controllers import MESH_INJECT, MESH_PROXY
-
+def install_meshed(cluster: Cluster, scope: UserCode) -> RolloutResult:
+    """Location foo, rolled out in a namespace whose pods get a mesh proxy first."""
     annotations = {"metadata": {"annotations": {MESH_INJECT: "enabled"}}}
     cluster.kube.emulator.patch("v1", "namespaces", None, cluster.ns, annotations)
     cluster.install(("foo", "1"))
-    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=SCOPE)
+    result = wait_for_rollout(cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=scope)
     assert result.ok, result.message
+    return result
+
+
+def test_a_mesh_proxy_injected_first_neither_hides_the_rollout_nor_the_logs(
+    cluster: Cluster,
+) -> None:
+    result = install_meshed(cluster, SCOPE)
     pod = result.pods[0]
     assert pod.images[0].startswith("cr.l5d.io/linkerd/proxy:"), "the proxy is listed first"
     assert (pod.container, pod.image) == ("dagster-user-deployments", image("foo", "1"))
@@ -295,17 +302,8 @@ def test_diagnosis_without_permission_on_events_and_logs_says_what_it_could_not_
 def test_following_a_pod_whose_code_server_container_has_another_name_stops_with_the_fix(
     cluster: Cluster,
 ) -> None:
-    from dagster_uc.errors import OperationError
-    from stack.emulator.controllers import MESH_INJECT
-
-    annotations = {"metadata": {"annotations": {MESH_INJECT: "enabled"}}}
-    cluster.kube.emulator.patch("v1", "namespaces", None, cluster.ns, annotations)
-    cluster.install(("foo", "1"))
     misnamed = UserCode(RELEASE, container="code-server")
-    result = wait_for_rollout(
-        cluster.client, cluster.ns, "foo", image("foo", "1"), 60, scope=misnamed
-    )
-    assert result.ok, "any container running the new image counts when none has the name"
+    result = install_meshed(cluster, misnamed)  # any container with the new image counts
     pod = result.pods[0]
     assert pod.container is None
     with pytest.raises(OperationError, match="code_server_container_name") as raised:
