@@ -46,7 +46,7 @@ class Pki:
     client_key: Path
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, server_ips: tuple[str, ...] = ("127.0.0.1",)) -> Pki:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -100,7 +100,10 @@ def make_pki(directory: Path) -> Pki:
     issue(
         "server",
         ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+        [
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips),
+            x509.DNSName("localhost"),
+        ],
     )
     issue("client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
     return Pki(

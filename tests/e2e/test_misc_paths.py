@@ -1,12 +1,17 @@
 """Paths a team hits that the main suites leave out: `deployment check -o json`, the lifecycle
 commands on Helm 3, `--use-sudo` with Debian's real sudo, a registry token that is no longer
-accepted, and `~` in `docker_build_secrets.src`."""
+accepted, a TLS registry signed by a private CA trusted through SSL_CERT_FILE, and `~` in
+`docker_build_secrets.src`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,12 +24,14 @@ import pytest
 from aiohttp import web
 
 from stack.registry import LocalRegistry, push_many_tags
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import VALUES_CM, Stack
+from tests.e2e.test_kubeconfig import Pki, make_pki
 from tests.e2e.test_reliability import (
     assert_consistent,
     entry_tag,
     image_tag_of,
     one_error_line,
+    workspace_text,
 )
 
 NAME = "demo-project--feat-hello"
@@ -255,6 +262,108 @@ def test_a_token_the_registry_no_longer_accepts_is_fetched_again(
     assert proxy.refused >= 2, "no request met a refused token"
     assert len(token_registry.token_server.requests) - grants_before > proxy.refused
     assert registry_tags(token_registry, repository) == ["1.8.4-4", "1.8.4-5"]
+
+
+# --- a TLS registry with a private CA, trusted through SSL_CERT_FILE ----------------------------
+
+
+def host_address() -> str | None:
+    """This machine's address on its network (not loopback: dagster-uc speaks plain HTTP to
+    loopback registries), or None when it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+class TlsFront:
+    """TLS with a certificate of a private CA on `address`, relayed as plain TCP to a
+    registry: a registry with TLS that only SSL_CERT_FILE makes trusted."""
+
+    def __init__(self, address: str, upstream: str, pki: Pki) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(pki.server_cert, pki.server_key)
+        self._listener = socket.create_server((address, 0))
+        self.host = f"{address}:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            client = self.tls.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()  # an untrusting client hung up during the handshake
+            return
+        server = socket.create_connection(self.upstream)
+        threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+        self._pipe(client, server)
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+class RelativeUrlRegistry(LocalRegistry):
+    """Upload locations relative to the request, so they keep the scheme of the TLS front."""
+
+    def _config(self) -> dict[str, Any]:
+        config = super()._config()
+        config["http"]["relativeurls"] = True
+        return config
+
+
+def test_a_tls_registry_with_a_private_ca_trusted_through_ssl_cert_file(
+    stack: Stack, tmp_path: Path
+) -> None:
+    address = host_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address to serve TLS on")
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki", server_ips=(address,))
+    with contextlib.ExitStack() as cleanup:
+        registry = cleanup.enter_context(RelativeUrlRegistry())
+        front = TlsFront(address, registry.host, pki)
+        cleanup.callback(front.close)
+        stack.write_config(container_registry=front.host, container_registry_insecure=False)
+        workspace_before = workspace_text(stack)
+
+        untrusted = stack.run("deployment", "deploy", "--timeout", "60")
+
+        assert untrusted.returncode == 1, untrusted.output
+        line = one_error_line(untrusted.stderr)
+        assert front.host in line and "certificate" in line.lower(), line
+        assert stack.configmap(VALUES_CM) is None
+        assert workspace_text(stack) == workspace_before
+
+        trusted = {"SSL_CERT_FILE": str(pki.ca)}
+        stack.ok("deployment", "deploy", "--timeout", "60", env=trusted)
+
+        assert registry_tags(registry, f"{stack.prefix}/{NAME}") == ["1.8.4-0"]
+    assert entry_tag(stack, NAME) == "1.8.4-0"
+    assert_consistent(stack)
 
 
 # --- ~ in docker_build_secrets.src ------------------------------------------------------------
