@@ -23,8 +23,7 @@ DAEMON = "dagster-daemon"
 
 pytestmark = pytest.mark.skipif(
     real_context() is not None or e2e_backend() != "emulator",
-    reason="counts the emulated webserver's reloads (on the local control plane kwok runs "
-    "exec commands on the host, where no webserver answers: dagster-uc falls back to a restart)",
+    reason="uses the emulator's webserver model (its reload count and kubelet delay)",
 )
 
 
