@@ -382,7 +382,7 @@ class LocalRegistry:
     def _wait_ready(self, timeout: float = 20) -> bool:
         deadline = time.monotonic() + timeout
         assert self.process is not None
-        with httpx.Client(verify=False, timeout=2) as client:
+        with httpx.Client(verify=False, timeout=2, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     return False
@@ -500,7 +500,7 @@ class PaginatingProxy:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._client = httpx.Client(timeout=60, verify=False)
+        self._client = httpx.Client(timeout=60, verify=False, trust_env=False)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -715,7 +715,7 @@ def push_many_tags(
     """
     base, headers = _registry_target(registry, repository, auth)
     image = tiny_image()
-    with httpx.Client(headers=headers, timeout=60, verify=False) as client:
+    with httpx.Client(headers=headers, timeout=60, verify=False, trust_env=False) as client:
         config_digest = _upload_blob(client, base, repository, image.config)
         layer_digest = _upload_blob(client, base, repository, image.layer)
 

@@ -40,6 +40,7 @@ NAMESPACE = "dagster"
 DAGSTER_VERSION = "1.8.4"
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 CONTROL_PLANE_PREFIX = "controlplane-"
+POD_LOGS = "controlplane-podlogs"
 CLUSTERS = ("emulator", "real")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -88,6 +89,8 @@ def _is_ours(pid: int, name: str) -> bool:
         return False
     if name == "emulator":
         return "stack.emulator" in cmd
+    if name == POD_LOGS:
+        return "stack.controlplane.podlogs" in cmd
     if name.startswith(CONTROL_PLANE_PREFIX):
         return Path(cmd[0]).name == name.removeprefix(CONTROL_PLANE_PREFIX)
     return any("docker-registry" in part for part in cmd) or "stack.registry" in cmd
@@ -127,7 +130,14 @@ def _start_control_plane(state_dir: Path) -> tuple[dict[str, int], str, Path]:
     plane = ControlPlane(ensure_control_plane(verbose=True), state_dir / "controlplane")
     plane.start()
     pids = {f"{CONTROL_PLANE_PREFIX}{name}": p.pid for name, p in plane.processes.items()}
-    cluster = RealCluster(plane)
+    # The pods' log files and exec identities (stack.controlplane.podlogs), for as long as the
+    # control plane runs.
+    writer = _spawn(
+        [sys.executable, "-m", "stack.controlplane.podlogs", "--state-dir", str(plane.state_dir)],
+        state_dir / "podlogs.log",
+    )
+    pids[POD_LOGS] = writer.pid
+    cluster = RealCluster(plane, pod_logs=False)
     try:
         seed_dagster(cluster, namespace=NAMESPACE, dagster_version=DAGSTER_VERSION)
         kubeconfig = cluster.write_kubeconfig(

@@ -46,7 +46,9 @@ class ApiError(RuntimeError):
 class RealCluster:
     """Objects and knobs of a running `ControlPlane`, with a `FaultProxy` in front of it."""
 
-    def __init__(self, plane: ControlPlane, proxy: FaultProxy | None = None) -> None:
+    def __init__(
+        self, plane: ControlPlane, proxy: FaultProxy | None = None, *, pod_logs: bool = True
+    ) -> None:
         self.plane = plane
         self.proxy = proxy
         self.kube_version = plane.binaries.kubernetes_version
@@ -56,7 +58,9 @@ class RealCluster:
         self._logs_client = plane.admin_client(timeout=30)
         self._logs = PodLogWriter(
             self._logs_client, plane.state_dir / "pod-logs", self._pod_exec_env
-        ).start()
+        )
+        if pod_logs:
+            self._logs.start()
 
     @property
     def url(self) -> str:

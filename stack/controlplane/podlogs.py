@@ -157,3 +157,43 @@ class PodLogWriter:
         with contextlib.suppress(httpx.HTTPError):
             self._client.post(f"{base}/logs", json=body)
             self._client.post(f"{base}/execs", json=execs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the writer for a control plane started by another process (`stackctl up --cluster
+    real`), until SIGTERM."""
+    import argparse
+    import signal
+    import ssl
+
+    parser = argparse.ArgumentParser(prog="python -m stack.controlplane.podlogs")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--dagster-version", default="1.8.4")
+    args = parser.parse_args(argv)
+    api = json.loads((args.state_dir / "api.json").read_text())
+
+    def exec_env(namespace: str, pod: str) -> list[dict[str, str]]:
+        env = {
+            "DAGSTER_VERSION": args.dagster_version,
+            "STACK_STATE_DIR": str(args.state_dir),
+            "POD_NAMESPACE": namespace,
+            "POD_NAME": pod,
+        }
+        return [{"name": k, "value": v} for k, v in env.items()]
+
+    client = httpx.Client(
+        base_url=api["url"],
+        verify=ssl.create_default_context(cafile=api["ca"]),
+        headers={"Authorization": f"Bearer {api['token']}"},
+        trust_env=False,
+        timeout=30,
+    )
+    writer = PodLogWriter(client, args.state_dir / "pod-logs", exec_env).start()
+    signal.sigwait([signal.SIGTERM, signal.SIGINT])
+    writer.stop()
+    client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
