@@ -32,7 +32,7 @@ def kubeconfig(emu: Emulator, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def http(emu: Emulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, timeout=30) as client:
+    with httpx.Client(base_url=emu.url, timeout=30, trust_env=False) as client:
         yield client
 
 

@@ -57,7 +57,7 @@ def test_standalone_process_starts_serves_and_stops(tmp_path: Path) -> None:
         assert config["clusters"][0]["cluster"]["server"] == url
         assert config["contexts"][0]["context"]["namespace"] == "dagster"
         daemon = httpx.get(
-            f"{url}/apis/apps/v1/namespaces/dagster/deployments/dagster-daemon"
+            f"{url}/apis/apps/v1/namespaces/dagster/deployments/dagster-daemon", trust_env=False
         ).json()
         assert daemon["metadata"]["labels"]["app.kubernetes.io/version"] == "1.9.0"
     finally:

@@ -120,7 +120,7 @@ def test_watch_of_single_object_path(http: httpx.Client) -> None:
 
 
 def test_stop_closes_open_watches(emu: Emulator) -> None:
-    client = httpx.Client(base_url=emu.url, timeout=30)
+    client = httpx.Client(base_url=emu.url, timeout=30, trust_env=False)
     lines: list[bytes] = []
 
     def watch() -> None:

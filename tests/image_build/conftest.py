@@ -89,7 +89,7 @@ def _start_registry(root: Path, htpasswd: Path | None) -> tuple[subprocess.Popen
             if proc.poll() is not None:
                 break
             try:
-                httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1, trust_env=False)
                 return proc, f"127.0.0.1:{port}"
             except httpx.HTTPError:
                 time.sleep(0.05)

@@ -200,7 +200,7 @@ def test_push_to_local_registry(tmp_path: Path, base_image: str, registry: Regis
         Podman().push(image, tls_verify=False, on_output=lines.append)
     finally:
         subprocess.run(["podman", "rmi", "-f", image], capture_output=True, check=False)
-    tags = httpx.get(f"{registry.url}/v2/team/demo-project--main/tags/list").json()
+    tags = httpx.get(f"{registry.url}/v2/team/demo-project--main/tags/list", trust_env=False).json()
     assert tags["tags"] == ["1.9.0-0"]
 
 
@@ -236,6 +236,7 @@ def test_login_with_password_on_stdin_then_push(
     response = httpx.get(
         f"{auth_registry.url}/v2/team/authed/tags/list",
         auth=(auth_registry.username, auth_registry.password),
+        trust_env=False,
     )
     assert response.json()["tags"] == ["1.9.0-0"]
 
