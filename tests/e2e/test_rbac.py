@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from stack.controlplane.fixtures import e2e_backend
-
 from tests.e2e.conftest import ROOT, Stack
 
 ROLE_FILE = ROOT / "docs" / "rbac" / "dagster-uc-role.yaml"
