@@ -66,26 +66,24 @@ def snapshot(stack: Stack) -> Any:
     return state, specs
 
 
-def hand_workspace_to_dagster_uc(stack: Stack) -> None:
-    """What the workspace check's fix says: the main release no longer renders the ConfigMap."""
+def workspace_rendered_by_the_dagster_release(stack: Stack) -> None:
+    """The workspace ConfigMap as Dagster's chart leaves it by default: owned by its release."""
+    annotations = {
+        "meta.helm.sh/release-name": "dagster",
+        "meta.helm.sh/release-namespace": stack.namespace,
+    }
     stack.emulator.patch(
         "v1",
         "configmaps",
         stack.namespace,
         "dagster-workspace-yaml",
-        {
-            "metadata": {
-                "annotations": {
-                    "meta.helm.sh/release-name": None,
-                    "meta.helm.sh/release-namespace": None,
-                }
-            }
-        },
+        {"metadata": {"annotations": annotations}},
     )
 
 
 def test_workspace_rendered_by_the_dagster_release_is_a_warning(stack: Stack) -> None:
     """As Dagster's chart leaves it by default: the release's next upgrade would reset it."""
+    workspace_rendered_by_the_dagster_release(stack)
     result = stack.run("doctor")
     assert result.returncode == 0, result.output
     line = line_of(result, "workspace-configmap")
@@ -98,7 +96,6 @@ def test_workspace_rendered_by_the_dagster_release_is_a_warning(stack: Stack) ->
 
 
 def test_all_green_text_and_json(stack: Stack) -> None:
-    hand_workspace_to_dagster_uc(stack)
     before = snapshot(stack)
     result = stack.run("doctor")
     assert result.returncode == 0, result.output
@@ -126,7 +123,6 @@ def test_all_green_text_and_json(stack: Stack) -> None:
 
 
 def test_after_a_deploy_the_state_is_described(stack: Stack) -> None:
-    hand_workspace_to_dagster_uc(stack)
     stack.ok("deployment", "deploy")
     _, found = doctor_json(stack)
     assert "1 deployment(s), state of dagster-uc" in found["values-configmap"]["message"]
