@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -68,8 +68,13 @@ def test_ctrl_c_during_the_build_leaves_the_cluster_and_registry_untouched(stack
     dockerfile.write_text(dockerfile.read_text() + "RUN sleep 120\n")
     stack.git("commit", "-qam", "a slow build step")
     workspace_before = workspace_text(stack)
+    stack.env["VERBOSE"] = "1"  # podman's output is shown as it comes
     deploying = Proc(stack, "deployment", "deploy", "--timeout", "60")
-    wait_until(lambda: "RUN sleep 120" in deploying.stdout, "podman to run the slow step")
+    del stack.env["VERBOSE"]
+    wait_until(
+        lambda: "RUN sleep 120" in deploying.stdout + deploying.stderr,
+        "podman to run the slow step",
+    )
 
     result = ctrl_c(deploying)
 
@@ -85,7 +90,49 @@ def test_ctrl_c_during_the_build_leaves_the_cluster_and_registry_untouched(stack
     assert_consistent(stack)
 
 
-class UploadGate:
+def relay(
+    source: socket.socket, target: socket.socket, before: Callable[[bytes], None] | None = None
+) -> None:
+    """Copy `source` to `target` until either side closes (`before` sees each chunk first),
+    then shut both down."""
+    try:
+        while data := source.recv(65536):
+            if before is not None:
+                before(data)
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class TcpFront:
+    """A listener on `address` that hands each accepted connection to `serve`, in a thread.
+    Subclasses set their attributes before calling `__init__` (the listener starts at once)."""
+
+    def __init__(self, address: str) -> None:
+        self._listener = socket.create_server((address, 0))
+        self.host = f"{address}:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+class UploadGate(TcpFront):
     """A TCP relay in front of the registry that holds every blob upload (a request naming
     `/blobs/uploads/`) until `release()`: the push is caught in the middle."""
 
@@ -94,41 +141,26 @@ class UploadGate:
         self.upstream = (host, int(port))
         self.caught = threading.Event()
         self._open = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._sockets: list[socket.socket] = []
+        super().__init__("127.0.0.1")
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            self._sockets += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+    def serve(self, conn: socket.socket) -> None:
+        server = socket.create_connection(self.upstream)
+        self._sockets += [conn, server]
+        threading.Thread(target=relay, args=(server, conn), daemon=True).start()
+        relay(conn, server, self._hold)
 
-    def _pipe(self, source: socket.socket, target: socket.socket, requests: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if requests and b"/blobs/uploads/" in data and not self._open.is_set():
-                    self.caught.set()
-                    self._open.wait()
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+    def _hold(self, data: bytes) -> None:
+        if b"/blobs/uploads/" in data and not self._open.is_set():
+            self.caught.set()
+            self._open.wait()
 
     def release(self) -> None:
         self._open.set()
 
     def close(self) -> None:
         self.release()
+        super().close()
         for sock in self._sockets:
             sock.close()
 
@@ -148,12 +180,9 @@ def test_ctrl_c_during_the_push_leaves_the_cluster_and_registry_untouched(
     stack.write_config(container_registry=upload_gate.host)
     workspace_before = workspace_text(stack)
     deploying = Proc(stack, "deployment", "deploy", "--timeout", "60")
-    try:
-        deploying.wait_for_line("Pushing image")
-        assert upload_gate.caught.wait(120), "podman never started an upload"
-    except BaseException:
+    if not upload_gate.caught.wait(120):
         deploying.stop()
-        raise
+        raise AssertionError(f"podman never started an upload:\n{deploying.stderr}")
 
     result = ctrl_c(deploying)
 
@@ -187,7 +216,6 @@ def test_ctrl_c_during_the_values_write_lets_it_finish_then_restores(stack: Stac
     before = stack.emulator.request_counts[writes]
     deploying = Proc(stack, "deployment", "deploy", "--timeout", "60")
     try:
-        deploying.wait_for_line("Updating the list of code locations")
         wait_until(
             lambda: stack.emulator.request_counts[writes] >= before + 2,
             "the change's write of the values ConfigMap to reach the server",

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from stack.registry import LocalRegistry, push_many_tags
 from tests.e2e.conftest import VALUES_CM, Stack
+from tests.e2e.test_interrupts import TcpFront, relay
 from tests.e2e.test_kubeconfig import Pki, make_pki
 from tests.e2e.test_reliability import (
     assert_consistent,
@@ -279,7 +280,7 @@ def host_address() -> str | None:
     return None if ipaddress.ip_address(address).is_loopback else address
 
 
-class TlsFront:
+class TlsFront(TcpFront):
     """TLS with a certificate of a private CA on `address`, relayed as plain TCP to a
     registry: a registry with TLS that only SSL_CERT_FILE makes trusted."""
 
@@ -288,42 +289,17 @@ class TlsFront:
         self.upstream = (host, int(port))
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.tls.load_cert_chain(pki.server_cert, pki.server_key)
-        self._listener = socket.create_server((address, 0))
-        self.host = f"{address}:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(address)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         try:
-            client = self.tls.wrap_socket(raw, server_side=True)
+            client = self.tls.wrap_socket(conn, server_side=True)
         except (OSError, ssl.SSLError):
-            raw.close()  # an untrusting client hung up during the handshake
+            conn.close()  # an untrusting client hung up during the handshake
             return
         server = socket.create_connection(self.upstream)
-        threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
-        self._pipe(client, server)
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._listener.close()
+        threading.Thread(target=relay, args=(server, client), daemon=True).start()
+        relay(client, server)
 
 
 class RelativeUrlRegistry(LocalRegistry):
