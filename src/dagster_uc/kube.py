@@ -112,6 +112,12 @@ def make_client(
             f"(known: {', '.join(known) or 'none'}); fix kubernetes_context in the config."
         )
     user, cluster = context_entries(merged, context)
+    missing = _missing_file(user, cluster)
+    if missing is not None:
+        raise UsageError(
+            f"Kubernetes context '{context}' names the {missing[0]} file {missing[1]}, which "
+            "does not exist; fix the kubeconfig or log in to the cluster again."
+        )
     plugin = plugin_from_kubeconfig(user, cluster, context)
     try:
         single = KubeConfig.from_dict(merged, fname=documents[0][0]).get(context)
@@ -130,6 +136,17 @@ def make_client(
         )
     except ConfigError as exc:
         raise UsageError(f"Cannot use Kubernetes context '{context}': {exc}.") from exc
+
+
+def _missing_file(user: dict[str, Any], cluster: dict[str, Any]) -> tuple[str, str] | None:
+    """The first file the context's cluster or user entry names that does not exist, as
+    (field, path); checked up front, where TLS and the token reader would fail unnamed."""
+    for entry, section in ((cluster, "clusters"), (user, "users")):
+        for field in _FILE_FIELDS[section][1]:
+            value = entry.get(field)
+            if isinstance(value, str) and value and not Path(value).is_file():
+                return field, value
+    return None
 
 
 def context_entries(merged: dict[str, Any], context: str) -> tuple[dict[str, Any], dict[str, Any]]:

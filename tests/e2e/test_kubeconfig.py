@@ -456,3 +456,23 @@ def test_a_server_certificate_from_an_unknown_ca_is_refused(
     result = list_on(stack, config)
     assert_one_error(result, 1, "cannot reach the Kubernetes API server")
     assert token_cluster.authenticated == []
+
+
+@pytest.mark.parametrize("field", ["certificate-authority", "client-certificate", "tokenFile"])
+def test_a_missing_file_the_context_names_is_one_sentence_naming_it(
+    stack: Stack, tmp_path: Path, pki: Pki, field: str
+) -> None:
+    gone = str(tmp_path / "kube" / "gone.pem")
+    user: dict[str, Any] = {"token": TOKEN}
+    cluster: dict[str, Any] = ca_of(pki)
+    if field == "certificate-authority":
+        cluster = {field: gone}
+    elif field == "client-certificate":
+        user = {field: gone, "client-key": str(pki.client_key)}
+    else:
+        user = {field: gone}
+    config = kubeconfig(
+        tmp_path / "kube" / "config", SECURE_CONTEXT, "https://127.0.0.1:1", user, **cluster
+    )
+
+    assert_one_error(list_on(stack, config), 2, SECURE_CONTEXT, field, gone)
