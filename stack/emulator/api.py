@@ -28,6 +28,7 @@ from .store import (
 )
 
 NS = BY_PATH[("", "v1", "namespaces")]
+SERVICE_ACCOUNTS = BY_PATH[("", "v1", "serviceaccounts")]
 GENERATION_GROUPS = {"apps", "batch", "networking.k8s.io", "policy", "autoscaling"}
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -151,6 +152,8 @@ class Api:
             meta.pop("generation", None)
         self._defaults(res, obj, None)
         self._validate(res, obj, None)
+        if res.plural == "pods":
+            self._admit_service_account(obj)
         if field_manager:
             patches.track_update(None, obj, field_manager, res.group_version, now())
         with self.store.lock:
@@ -158,7 +161,33 @@ class Api:
                 raise already_exists(res, name)
             if dry_run:
                 return obj
-            return self.store.write(res, obj)
+            written = self.store.write(res, obj)
+        if res is NS and not dry_run:
+            self._create_default_service_account(name)
+        return written
+
+    def _admit_service_account(self, pod: dict[str, Any]) -> None:
+        """The ServiceAccount admission plugin: a pod's account must exist."""
+        meta = pod["metadata"]
+        account = pod["spec"].get("serviceAccountName") or "default"
+        if self.store.get(SERVICE_ACCOUNTS, meta["namespace"], account) is None:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'pods "{meta.get("name") or meta.get("generateName", "")}" is forbidden: '
+                f"error looking up service account {meta['namespace']}/{account}: "
+                f'serviceaccount "{account}" not found',
+                {"name": meta.get("name", ""), "kind": "pods"},
+            )
+
+    def _create_default_service_account(self, namespace: str) -> None:
+        """What the serviceaccount controller does for every new namespace."""
+        if self.store.get(SERVICE_ACCOUNTS, namespace, "default") is None:
+            self.create(
+                SERVICE_ACCOUNTS,
+                namespace,
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
+            )
 
     def update(
         self,

@@ -560,8 +560,15 @@ class Controllers:
                 namespace = self.store.get(NS, "", ns)
                 body = inject_mesh_sidecar(namespace, _pod_from_template(rs, template))
                 pod = self.api.create(POD, ns, body)
-            except ApiError:
-                continue
+            except ApiError as refused:
+                self.record_event(
+                    rs,
+                    "Warning",
+                    "FailedCreate",
+                    f"Error creating: {refused.message}",
+                    "replicaset-controller",
+                )
+                break
             pods.append(pod)
             self.record_event(
                 rs,
