@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import VALUES_CM, WORKSPACE_CM, Stack
+from tests.e2e.conftest import VALUES_CM, WORKSPACE_CM, Stack, wait_helm_rolled_out
 from tests.e2e.test_reliability import (
     LEASE,
     LEASES,
@@ -54,25 +54,6 @@ def cluster_marks(stack: Stack) -> tuple[str, str, int]:
     )
 
 
-def rolled_out(stack: Stack, name: str, tag: str) -> None:
-    """Wait until Helm has put `tag` of location `name` out and finished: the command is then
-    waiting for the pods (step lines are printed when a step ends, so they cannot tell)."""
-
-    def done() -> bool:
-        deployment = stack.deployment(name)
-        containers = ((deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
-        images = [c.get("image", "") for c in containers.get("containers") or []]
-        pending = stack.emulator.list(
-            "v1",
-            "secrets",
-            stack.namespace,
-            label_selector="owner=helm,status in (pending-install,pending-upgrade)",
-        )
-        return any(i.endswith(f":{tag}") for i in images) and not pending
-
-    wait_until(done, f"Helm to roll out {name}:{tag}")
-
-
 def worktree(stack: Stack, branch: str) -> Path:
     """A second checkout of the project (its config committed first, so both see it)."""
     stack.git("commit", "-qam", "config", "--allow-empty")
@@ -90,7 +71,7 @@ def test_renewals_failing_during_the_wait_lose_the_lock_and_nothing_more_changes
     new_commit(stack)
     deploying = Proc(stack, "deployment", "deploy", "--timeout", "300")
     try:
-        rolled_out(stack, NAME, "1.8.4-1")
+        wait_helm_rolled_out(stack, NAME, "1.8.4-1")
         holder = lease_holder(stack)
         marks = cluster_marks(stack)
         stack.emulator.inject_fault(
@@ -125,7 +106,7 @@ def test_a_deploy_that_took_the_lock_over_is_not_rolled_back_by_the_one_that_los
     stack.emulator.hold_unready(stack.namespace, f"deployment={SLOW}")
     slow = Proc(stack, "deployment", "deploy", "--timeout", "30", cwd=other)
     try:
-        rolled_out(stack, SLOW, "1.8.4-0")
+        wait_helm_rolled_out(stack, SLOW, "1.8.4-0")
         taker = stack.ok("deployment", "deploy", "--reset-lock", "--timeout", "60")
         lost = slow.finish()
     finally:
@@ -152,7 +133,7 @@ def test_renewal_keeps_the_lock_through_a_rollout_longer_than_the_lease(stack: S
     first = Proc(stack, "deployment", "deploy", "--timeout", "300")
     second: Proc | None = None
     try:
-        rolled_out(stack, NAME, "1.8.4-0")
+        wait_helm_rolled_out(stack, NAME, "1.8.4-0")
         holder = lease_holder(stack)
         second = Proc(stack, "deployment", "deploy", "--timeout", "60", cwd=other)
         second.wait_for_line(f"held by {holder}")
