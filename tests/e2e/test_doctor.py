@@ -3,8 +3,10 @@ reported with its fix and exit code 1, and nothing changed on the cluster."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -15,8 +17,10 @@ import yaml
 
 from dagster_uc.azure import ACR_USERNAME
 from stack.chart import serve_chart_repo
+from stack.controlplane.fixtures import e2e_backend
 from stack.registry import LocalRegistry, free_port
 from tests.e2e.conftest import Result, Stack
+from tests.e2e.test_rbac import bind_account, documented_role
 
 pytestmark = pytest.mark.e2e
 
@@ -117,7 +121,7 @@ def test_all_green_text_and_json(stack: Stack) -> None:
     assert all(c["message"] for c in document["checks"])
     assert "plain HTTP (loopback)" in found["registry"]["message"]
     assert "pull and push" in found["registry-credentials"]["message"]
-    assert "Kubernetes v1.32" in found["api-server"]["message"]
+    assert re.search(r"Kubernetes v1\.\d+", found["api-server"]["message"])
     assert found["lock"]["message"].endswith("is free")
     assert snapshot(stack) == before
 
@@ -189,17 +193,45 @@ def test_wrong_dagster_version(stack: Stack) -> None:
     failed_only(found, "dagster-webserver", "dagster-daemon")
 
 
-def test_missing_permission_is_named(stack: Stack) -> None:
-    """The emulator has no RBAC; its SelfSubjectAccessReview denies what a test lists."""
-    stack.emulator.denied_access.update({("patch", "deployments"), ("*", "pods/log")})
-    try:
-        result = stack.run("doctor")
-    finally:
-        stack.emulator.denied_access.clear()
+def test_missing_permission_is_named(stack: Stack, tmp_path: Path) -> None:
+    """On the real control plane: a ServiceAccount bound to the documented Role without
+    `patch deployments` and `* pods/log`. The emulator has no RBAC: its
+    SelfSubjectAccessReview denies what a test lists instead."""
+    if e2e_backend() == "real":
+        role, _ = documented_role()
+        role = copy.deepcopy(role)
+        for rule in role["rules"]:
+            if rule["resources"] == ["deployments"]:
+                rule["verbs"] = [v for v in rule["verbs"] if v != "patch"]
+            if "pods/log" in rule["resources"]:
+                rule["resources"] = [r for r in rule["resources"] if r != "pods/log"]
+        env = bind_account(stack, role, tmp_path)
+        result = stack.run("doctor", env=env)
+    else:
+        stack.emulator.denied_access.update({("patch", "deployments"), ("*", "pods/log")})
+        try:
+            result = stack.run("doctor")
+        finally:
+            stack.emulator.denied_access.clear()
     assert result.returncode == 1
     line = line_of(result, "permissions")
     assert "2 of" in line and "patch deployments.apps" in line and "* pods/log" in line
     assert "docs/permissions.md" in line
+
+
+@pytest.mark.skipif(e2e_backend() != "real", reason="RBAC needs a real API server")
+def test_the_documented_role_passes_doctor(stack: Stack, tmp_path: Path) -> None:
+    """Bound to exactly the documented Role: every permission is there; the namespace cannot
+    be read with a namespaced Role, which is a warning, not a failure."""
+    role, _ = documented_role()
+    env = bind_account(stack, role, tmp_path)
+    result, found = doctor_json(stack, env=env)
+    assert result.returncode == 0, {
+        n: c["message"] for n, c in found.items() if c["status"] != "ok"
+    }
+    assert found["permissions"]["status"] == "ok"
+    assert found["namespace"]["status"] == "warning"
+    assert "not allowed to read Namespace" in found["namespace"]["message"]
 
 
 def test_registry_down(stack: Stack) -> None:
