@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dagster_uc.config import config_keys
 from stack.chart import CHART_DIR
 from stack.tools import Tools, ensure_tools
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from stack.emulator import Emulator
 
 KUBE_VERSION = "v1.32.3"
+DAGSTER_VERSION = "1.8.4"
+TEST_CONTEXT = "kind-dagster-test"
 # Variables of the caller that change what a subprocess does, beyond dagster-uc's own config
 # keys (which `clean_environ` takes from the config model): CI detection, git's repository and
 # config, proxies (the stack is all loopback), the test modes' own knobs.
@@ -48,8 +51,6 @@ _CALLER_KEYS = {
     "NO_PROXY",
     "REGISTRY_AUTH_FILE",
 }
-DAGSTER_VERSION = "1.8.4"
-TEST_CONTEXT = "kind-dagster-test"
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,7 @@ def clean_environ(home: Path, base: Mapping[str, str] | None = None) -> dict[str
     """`base` (default: os.environ) without what would change a subprocess's behaviour, with
     `home` as HOME (no ~/.gitconfig, ~/.kube or ~/.config of the caller) and git told to read
     no system config either."""
-    from dagster_uc.config import config_keys  # the product's config model, not a copy
-
-    config = {key.upper() for key in config_keys()}
+    config = {key.upper() for key in config_keys()}  # the product's config model, not a copy
     env = {
         key: value
         for key, value in (os.environ if base is None else base).items()
