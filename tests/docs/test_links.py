@@ -87,3 +87,15 @@ def test_slug_matches_github() -> None:
     assert slug("Rollout: Helm, waiting, rollbacks") == "rollout-helm-waiting-rollbacks"
     assert slug("`lock status` and `lock release`") == "lock-status-and-lock-release"
     assert slug("Ctrl-C, cancelled CI jobs and crashes") == "ctrl-c-cancelled-ci-jobs-and-crashes"
+
+
+def test_every_page_is_in_the_index() -> None:
+    """docs/README.md lists every page, so none is found only by accident."""
+    index = ROOT / "docs" / "README.md"
+    linked = {
+        (index.parent / target.partition("#")[0]).resolve()
+        for page, target in links()
+        if page == index and target.partition("#")[0]
+    }
+    pages = {p.resolve() for p in (ROOT / "docs").glob("*.md") if p.name != "README.md"}
+    assert not pages - linked, sorted(p.name for p in pages - linked)
