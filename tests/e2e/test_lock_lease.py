@@ -7,6 +7,7 @@ fault injection makes the Lease renewals fail."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.e2e.test_reliability import (
     helm_json,
     hold_new_pods,
     lease_holder,
+    micro_time,
     new_commit,
     one_error_line,
     wait_until,
@@ -166,18 +168,30 @@ def test_renewal_keeps_the_lock_through_a_rollout_longer_than_the_lease(stack: S
 def test_an_older_build_that_finishes_last_does_not_replace_the_newer_deploy(
     stack: Stack,
 ) -> None:
-    """The first deploy reserves 1.8.4-0 and is held at the lock; a second deploy of the same
-    name reserves 1.8.4-1 and goes out; then the first gets the lock and must stop."""
-    gate = stack.emulator.hold_requests("GET", f"/namespaces/{stack.namespace}/leases/{LEASE}$")
+    """The first deploy reserves 1.8.4-0 and waits at the lock (held by a colleague); a second
+    deploy of the same name reserves 1.8.4-1, takes the lock over and goes out; then the first
+    gets the lock and must stop."""
+    now = dt.datetime.now(dt.timezone.utc)
+    stack.emulator.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": stack.namespace},
+            "spec": {
+                "holderIdentity": "alice@laptop pid=42 id=feedbeef",
+                "leaseDurationSeconds": 3600,
+                "acquireTime": micro_time(now),
+                "renewTime": micro_time(now),
+            },
+        }
+    )
     older = Proc(stack, "deployment", "deploy", "--timeout", "60")
     try:
-        gate.wait_caught(1)
-        newer = stack.ok("deployment", "deploy", "--timeout", "60")
+        older.wait_for_line("held by alice@laptop pid=42 id=feedbeef")
+        newer = stack.ok("deployment", "deploy", "--reset-lock", "--timeout", "60")
         marks = cluster_marks(stack)
-        gate.release()
         late = older.finish()
     finally:
-        gate.release()
         older.stop()
 
     assert "1.8.4-1" in newer.output
