@@ -33,6 +33,7 @@ def mark_webserver_restart(stack: Stack, stamp: str) -> None:
 
 @pytest.mark.parametrize("helm_major", [3, 4], indirect=True, ids=["helm3", "helm4"])
 def test_first_deploy_registers_builds_rolls_out_and_reloads_dagster(stack: Stack) -> None:
+    stack.write_config(dagster_reload="restart")  # reload mode: tests/e2e/test_reload.py
     result = stack.ok("deployment", "deploy", "--timeout", "60")
 
     assert stack.tags(NAME) == ["1.8.4-0"]

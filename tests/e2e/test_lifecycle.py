@@ -248,6 +248,7 @@ def test_list_and_delete_work_on_state_written_by_the_original_tool(stack: Stack
 
 
 def test_delete_defaults_to_the_current_branch_and_cleans_up(stack: Stack) -> None:
+    stack.write_config(dagster_reload="restart")  # reload mode: tests/e2e/test_reload.py
     stack.ok("deployment", "deploy")
     other = deploy_branch(stack, "feat/other")
     stack.checkout("feat/hello")
@@ -310,6 +311,7 @@ def test_delete_all_asks_first_and_no_keeps_everything(stack: Stack) -> None:
 
 
 def test_delete_all_confirmed_on_stdin_removes_everything_in_one_rollout(stack: Stack) -> None:
+    stack.write_config(dagster_reload="restart")  # reload mode: tests/e2e/test_reload.py
     stack.ok("deployment", "deploy")
     a = deploy_branch(stack, "feat/a")
     b = deploy_branch(stack, "feat/b")
@@ -364,6 +366,7 @@ def test_delete_without_any_deployment_is_an_error(stack: Stack) -> None:
 
 
 def test_revive_puts_a_deleted_deployment_back_without_building(stack: Stack) -> None:
+    stack.write_config(dagster_reload="restart")  # reload mode: tests/e2e/test_reload.py
     stack.ok("deployment", "deploy")
     stack.git("commit", "-q", "--allow-empty", "-m", "second")
     stack.ok("deployment", "deploy")
