@@ -35,11 +35,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Every check: lint, the whole suite on the emulator, then the e2e suite again on the real
-# control plane.
+# The end-to-end tests that `make test` runs a second time on the real control plane.
+E2E_REAL ?= tests/e2e/test_deploy.py tests/e2e/test_lifecycle.py tests/e2e/test_reliability.py \
+	tests/e2e/test_rbac.py tests/e2e/test_sidecars_and_lookups.py
+
+# Every check: lint, the whole suite on the emulator, then the deploy, lifecycle, reliability
+# and RBAC end-to-end tests again on the real control plane.
 test: system-deps install tools controlplane lint
 	$(BIN)/pytest $(PYTEST_ARGS)
-	DAGSTER_UC_E2E_CLUSTER=real $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+	DAGSTER_UC_E2E_CLUSTER=real $(BIN)/pytest $(E2E_REAL)
 
 demo: system-deps install tools
 	$(if $(filter real,$(CLUSTER)),$(BIN)/python -m stack.controlplane.build)
