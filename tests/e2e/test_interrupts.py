@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.conftest import VALUES_CM, Result, Stack
+from tests.e2e.conftest import VALUES_CM, Result, Stack, wait_until
 from tests.e2e.test_reliability import (
     LEASE,
     LEASES,
@@ -27,7 +27,6 @@ from tests.e2e.test_reliability import (
     entry_tag,
     helm_json,
     new_commit,
-    wait_until,
     workspace_text,
 )
 
