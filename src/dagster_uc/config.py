@@ -215,6 +215,10 @@ class Config(BaseModel):
     helm_release_name: Text = Field(
         "dagster-user-code", description="Helm release holding all user-code deployments."
     )
+    helm_release_mode: Literal["shared", "per-location", "auto"] = Field(
+        "auto",
+        description="`shared`: every location in the one release `helm_release_name` (the original tool's layout); `per-location`: each location its own release, deployed without a global lock; `auto`: `shared` when the namespace has that shared release, else `per-location` (see docs/release-modes.md).",
+    )
     code_server_container_name: Text = Field(
         "dagster-user-deployments",
         description="Code-server container of each location's pods (the chart's name); found by name next to injected sidecars.",

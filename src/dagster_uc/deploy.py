@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.release_mode import PER_LOCATION, mode_of
+from dagster_uc.rollout_location import apply_location_change
 from dagster_uc.values import DeploymentRecord, entry_tag, find_entry, record_of
 from dagster_uc.versioning import parse_version_tag
 from dagster_uc.workspace_owner import read_workspace_owner
@@ -169,6 +171,7 @@ def deploy(
         state = session.state.read()
         registry_tags = session.registry.list_tags(session.registry_path(repository))
         steps.note(f"deployment {name.name} (Dagster UI: {name.ui_name}), image {repository}")
+        mode = mode_of(session)
 
     if options.skip_build:
         tag = latest_version_tag(registry_tags, config.dagster_version)
@@ -222,6 +225,21 @@ def deploy(
     def change(current: StateSnapshot) -> StateSnapshot:
         refuse_older(current, plan, config.dagster_version)
         return current.with_deployment(plan.entry, plan.record)
+
+    if mode == PER_LOCATION:
+        result = apply_location_change(
+            session,
+            name.name,
+            change,
+            steps=steps,
+            image=plan.image,
+            wait=options.wait,
+            timeout_s=options.timeout_s,
+            force_restart=options.force or config.cicd,
+            start=state,
+            reset_lock=options.reset_lock,
+        )
+        return DeployResult(plan, location_url(config, name.ui_name), result.restarted)
 
     from dagster_uc.rollout import WaitTarget, apply_change_locked
 

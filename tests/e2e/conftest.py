@@ -76,6 +76,9 @@ class Stack:
             "docker_root": "/app",
             "dockerfile": "Dockerfile",
             "use_project_name": True,
+            # The suite was written for the shared release; tests of the other modes
+            # (test_release_modes.py, test_migrate.py) override it.
+            "helm_release_mode": "shared",
         }
         base_image = os.environ.get("DAGSTER_UC_E2E_BASE_IMAGE")
         if real_context() and base_image:

@@ -1,0 +1,109 @@
+"""Release naming and mode resolution of `helm_release_mode` (pure)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dagster_uc.config import Config
+from dagster_uc.release_mode import (
+    MAX_RELEASE_NAME,
+    location_lease_name,
+    location_release_name,
+    location_values,
+    resolve_mode,
+)
+
+HELM_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def config(**overrides: object) -> Config:
+    base = {
+        "kubernetes_context": "ctx",
+        "namespace": "ns",
+        "container_registry": "registry.example",
+        "dagster_version": "1.8.4",
+        "image_prefix": "team",
+        "code_path": "defs.py",
+        "docker_root": "/app",
+        "dockerfile": "Dockerfile",
+    }
+    return Config(**{**base, **overrides})
+
+
+def test_short_names_stay_readable() -> None:
+    assert (
+        location_release_name("dagster-user-code", "proj--feat-x")
+        == "dagster-user-code-proj--feat-x"
+    )
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "a" * 63,
+        "project-with-a-long-name--feature-branch-with-a-long-name-too",
+        "UPPER_and.dots",
+        "x-",
+        "-",
+    ],
+)
+def test_every_name_is_a_valid_release_name(location: str) -> None:
+    name = location_release_name("dagster-user-code", location)
+    assert len(name) <= MAX_RELEASE_NAME
+    assert HELM_NAME.match(name), name
+    assert name == location_release_name("dagster-user-code", location)
+
+
+def test_long_names_that_share_a_prefix_get_different_releases() -> None:
+    base = "project--" + "b" * 60
+    first = location_release_name("dagster-user-code", base + "1")
+    second = location_release_name("dagster-user-code", base + "2")
+    assert first != second
+    assert first[:40] == second[:40]
+
+
+def test_the_lease_name_is_per_location_and_a_dns_subdomain() -> None:
+    assert location_lease_name("dagster-uc-semaphore", "proj--a") == "dagster-uc-semaphore.proj--a"
+    assert location_lease_name("s", "a") != location_lease_name("s", "b")
+    assert len(location_lease_name("s", "x" * 300)) <= 253
+
+
+def test_location_values_hold_only_the_entry_and_its_service_owned_by_the_release() -> None:
+    values = {
+        "deployments": [{"name": "a"}, {"name": "b"}],
+        "imagePullSecrets": [{"name": "pull"}],
+    }
+    entry = {"name": "b", "service": {"annotations": {"meta.helm.sh/release-name": "shared"}}}
+    document = location_values(values, entry, "shared-b", "ns")
+    assert document["imagePullSecrets"] == [{"name": "pull"}]
+    assert [e["name"] for e in document["deployments"]] == ["b"]
+    annotations = document["deployments"][0]["service"]["annotations"]
+    assert annotations["meta.helm.sh/release-name"] == "shared-b"
+    assert annotations["meta.helm.sh/release-namespace"] == "ns"
+    assert entry["service"]["annotations"]["meta.helm.sh/release-name"] == "shared"
+
+
+def test_auto_is_per_location_without_a_shared_release_and_shared_with_one() -> None:
+    auto = config()
+    assert auto.helm_release_mode == "auto"
+    assert resolve_mode(auto, lambda: False) == ("per-location", None)
+    mode, hint = resolve_mode(auto, lambda: True)
+    assert mode == "shared"
+    assert hint is not None and "dagster-uc migrate --to per-location" in hint
+
+
+@pytest.mark.parametrize("mode", ["shared", "per-location"])
+def test_an_explicit_mode_never_asks_the_cluster(mode: str) -> None:
+    def ask() -> bool:
+        raise AssertionError("asked the cluster")
+
+    assert resolve_mode(config(helm_release_mode=mode), ask) == (mode, None)
+
+
+def test_an_unknown_mode_is_a_config_error() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        config(helm_release_mode="per-branch")
