@@ -187,6 +187,14 @@ class LeaseObserver:
         return now - self._since >= lease_seconds
 
 
+def answered(exc: OperationError, *codes: int) -> bool:
+    """Was `exc` (from `api_errors`) caused by an API answer with one of `codes`?"""
+    from lightkube import ApiError
+
+    cause = exc.__cause__
+    return isinstance(cause, ApiError) and api_error_code(cause) in codes
+
+
 class LockLost(OperationError):
     """The lease was taken over or could not be renewed in time: nothing more may change."""
 
@@ -254,7 +262,6 @@ class DeployLock:
 
     def try_acquire(self, *, force: bool = False) -> LockStatus | None:
         """Take the lock if free, expired, ours, or `force`; else return who holds it."""
-        from lightkube import ApiError
         from lightkube.models.coordination_v1 import LeaseSpec
         from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.coordination_v1 import Lease
@@ -284,21 +291,16 @@ class DeployLock:
             leaseTransitions=transitions,
         )
         sent = self.clock()
+        if lease is not None:
+            lease.spec = spec
         try:
-            with api_errors(f"take the deploy lock {self.name}"):
-                if lease is None:
-                    self._lease = self.client.create(
-                        Lease(
-                            metadata=ObjectMeta(name=self.name, namespace=self.namespace),
-                            spec=spec,
-                        )
-                    )
-                else:
-                    lease.spec = spec
-                    self._lease = self.client.replace(lease)
+            self._lease = self._create_or_replace(
+                f"take the deploy lock {self.name}",
+                lease,
+                Lease(metadata=ObjectMeta(name=self.name, namespace=self.namespace), spec=spec),
+            )
         except OperationError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ApiError) and api_error_code(cause) == 409:
+            if answered(exc, 409):
                 return status_from_lease(self.name, self._read())
             raise
         self._renewed_at = sent
@@ -349,7 +351,6 @@ class DeployLock:
         """Set the original dagster-uc's lock ConfigMap (`locked: "true"`) for us, waiting
         while the original holds it. A flag set by another process of ours is stale: that
         process no longer holds the Lease, which we hold now."""
-        from lightkube import ApiError
         from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.core_v1 import ConfigMap
 
@@ -364,22 +365,20 @@ class DeployLock:
             )
             if not held_by_original or force:
                 data.update({ORIGINAL_LOCKED_KEY: "true", ORIGINAL_HOLDER_KEY: self.identity})
+                if configmap is not None:
+                    configmap.data = data
                 try:
-                    with api_errors(f"set the lock ConfigMap {self.name}"):
-                        if configmap is None:
-                            self._flag = self.client.create(
-                                ConfigMap(
-                                    metadata=ObjectMeta(name=self.name, namespace=self.namespace),
-                                    data=data,
-                                )
-                            )
-                        else:
-                            configmap.data = data
-                            self._flag = self.client.replace(configmap)
+                    self._flag = self._create_or_replace(
+                        f"set the lock ConfigMap {self.name}",
+                        configmap,
+                        ConfigMap(
+                            metadata=ObjectMeta(name=self.name, namespace=self.namespace),
+                            data=data,
+                        ),
+                    )
                     return
                 except OperationError as exc:
-                    cause = exc.__cause__
-                    if not (isinstance(cause, ApiError) and api_error_code(cause) == 409):
+                    if not answered(exc, 409):
                         raise
                     continue
             if on_wait is not None and not told:
@@ -395,7 +394,6 @@ class DeployLock:
 
     def _release_original_lock(self) -> None:
         """Clear the original tool's flag if we set it (compare-and-swap, a few tries)."""
-        from lightkube import ApiError
 
         configmap = self._flag
         self._flag = None
@@ -413,8 +411,7 @@ class DeployLock:
                     self.client.replace(configmap)
                 return
             except OperationError as exc:
-                cause = exc.__cause__
-                if not (isinstance(cause, ApiError) and api_error_code(cause) in (404, 409)):
+                if not answered(exc, 404, 409):
                     raise
                 configmap = None
 
@@ -445,7 +442,6 @@ class DeployLock:
     def _release_cached(self) -> bool:
         """Clear the holder with the Lease we last wrote (one request); False when that copy is
         stale (409) or missing, so the caller re-reads."""
-        from lightkube import ApiError
 
         lease = self._lease
         if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
@@ -457,8 +453,7 @@ class DeployLock:
             with api_errors(f"release the deploy lock {self.name}"):
                 self.client.replace(lease)
         except OperationError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ApiError) and api_error_code(cause) in (404, 409):
+            if answered(exc, 404, 409):
                 return False
             raise
         return True
@@ -535,6 +530,14 @@ class DeployLock:
                 "list` and run the command again."
             )
 
+    def _create_or_replace(self, action: str, current: Any, new: Any) -> Any:
+        """Create `new` when there is no `current`, else replace `current` (a compare-and-swap
+        on its resourceVersion); returns what the API server stored."""
+        with api_errors(action):
+            if current is None:
+                return self.client.create(new)
+            return self.client.replace(current)
+
     def _read(self) -> Any:
         return read_lease(self.client, self.namespace, self.name)
 
@@ -580,7 +583,6 @@ def read_lease(client: Client, namespace: str, name: str) -> Any:
 
 def release_lease(client: Client, namespace: str, name: str, *, only_holder: str | None) -> bool:
     """Clear the holder of the Lease; with `only_holder`, only if that identity holds it."""
-    from lightkube import ApiError
 
     for _ in range(5):
         lease = read_lease(client, namespace, name)
@@ -596,8 +598,7 @@ def release_lease(client: Client, namespace: str, name: str, *, only_holder: str
                 client.replace(lease)
             return True
         except OperationError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ApiError) and api_error_code(cause) == 409:
+            if answered(exc, 409):
                 continue
             raise
     return False

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import VALUES_CM, Stack
-from tests.e2e.test_lock_lease import rolled_out
+from tests.e2e.conftest import VALUES_CM, Result, Stack, wait_helm_rolled_out
 from tests.e2e.test_reliability import (
     LEASE,
     NAME,
@@ -118,12 +117,17 @@ def original_flag(stack: Stack) -> dict[str, str]:
     return dict(configmap.get("data") or {})
 
 
-def both_registered(stack: Stack) -> None:
+def both_done(stack: Stack, ours: Result, original_output: str) -> None:
+    """Both deploys succeeded, both locations are registered, both locks are free."""
+    assert ours.returncode == 0, ours.output
+    assert "Traceback" not in original_output
     names = sorted(e["name"] for e in stack.values()["deployments"])
     assert names == sorted([ORIGINAL_NAME, NAME])
     released = helm_json(stack, "get", "values", RELEASE)
     assert sorted(e["name"] for e in released["deployments"]) == sorted([ORIGINAL_NAME, NAME])
     assert sorted(stack.locations()) == ["demo-project:feat-hello", "demo-project:feat-original"]
+    assert original_flag(stack) == {"locked": "false"}
+    assert_consistent(stack)
 
 
 @HELM3
@@ -153,11 +157,7 @@ def test_we_wait_while_the_original_dagster_uc_holds_its_lock(
         if theirs.poll() is None:
             theirs.kill()
 
-    assert result.returncode == 0, result.output
-    assert "Traceback" not in original_output
-    both_registered(stack)
-    assert original_flag(stack) == {"locked": "false"}
-    assert_consistent(stack)
+    both_done(stack, result, original_output)
 
 
 @HELM3
@@ -169,7 +169,7 @@ def test_the_original_dagster_uc_waits_while_we_hold_the_lock(
     ours = Proc(stack, "deployment", "deploy", "--timeout", "300")
     theirs: subprocess.Popen[bytes] | None = None
     try:
-        rolled_out(stack, NAME, "1.8.4-0")
+        wait_helm_rolled_out(stack, NAME, "1.8.4-0")
         assert original_flag(stack) == {"locked": "true", "holder": str(lease_holder(stack))}
         theirs = original.start(log)
         wait_until(
@@ -185,8 +185,4 @@ def test_the_original_dagster_uc_waits_while_we_hold_the_lock(
         if theirs is not None and theirs.poll() is None:
             theirs.kill()
 
-    assert result.returncode == 0, result.output
-    assert "Traceback" not in original_output
-    both_registered(stack)
-    assert original_flag(stack) == {"locked": "false"}
-    assert_consistent(stack)
+    both_done(stack, result, original_output)
