@@ -12,7 +12,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc.errors import UsageError
+from dagster_uc.release_mode import PER_LOCATION, list_scope, mode_of, scope_of
 from dagster_uc.rollout import WaitTarget, apply_change_locked
+from dagster_uc.rollout_location import apply_location_change, remove_locations
 from dagster_uc.values import (
     DeploymentRecord,
     entries,
@@ -94,13 +96,13 @@ def rows_from_state(
 
 def list_deployments(session: Session) -> list[DeploymentRow]:
     """Two API calls: the values ConfigMap and one pod list."""
-    from dagster_uc.pods import UserCode, readiness_summary
+    from dagster_uc.pods import readiness_summary
 
     values = session.state.read().values
     names = [e["name"] for e in entries(values)]
-    scope = UserCode.of(session.config)
+    scope = list_scope(session.config, mode_of(session)) if names else None
     namespace = session.config.namespace
-    readiness = readiness_summary(session.client, namespace, names, scope=scope) if names else {}
+    readiness = readiness_summary(session.client, namespace, names, scope=scope) if scope else {}
     return rows_from_state(values, readiness)
 
 
@@ -201,6 +203,12 @@ def delete_deployments(
             )
         return result
 
+    if mode_of(session) == PER_LOCATION:
+        if len(wanted) == 1:
+            apply_location_change(session, names[0], change, steps=steps, reset_lock=reset_lock)
+        else:
+            remove_locations(session, change, steps=steps, reset_lock=reset_lock)
+        return removed
     apply_change_locked(session, change, steps=steps, reset_lock=reset_lock)
     return removed
 
@@ -252,6 +260,17 @@ def revive(
             )
         return current.with_deployment(entry, record)
 
+    if mode_of(session) == PER_LOCATION:
+        apply_location_change(
+            session,
+            internal,
+            change,
+            steps=steps,
+            image=f"{repository}:{tag}",
+            wait=wait,
+            timeout_s=timeout_s,
+        )
+        return f"{repository}:{tag}"
     apply_change_locked(
         session,
         change,
@@ -304,6 +323,17 @@ def rollback(
             raise UsageError(f"Deployment {internal} was deleted meanwhile; nothing changed.")
         return snapshot.with_deployment(retag_entry(existing, tag=target, record=record), record)
 
+    if mode_of(session) == PER_LOCATION:
+        apply_location_change(
+            session,
+            internal,
+            change,
+            steps=steps,
+            image=f"{repository}:{target}",
+            wait=wait,
+            timeout_s=timeout_s,
+        )
+        return str(current), target
     apply_change_locked(
         session,
         change,
@@ -490,12 +520,12 @@ def check(
     import time
     from dataclasses import replace as replaced
 
-    from dagster_uc.pods import UserCode, diagnose, follow_logs_until, format_diagnosis
+    from dagster_uc.pods import diagnose, follow_logs_until, format_diagnosis
 
     state = session.state.read()
     internal = resolve_names(state.values, [name])[0]
     namespace = session.config.namespace
-    scope = UserCode.of(session.config)
+    scope = scope_of(session.config, mode_of(session), internal)
     deadline = time.monotonic() + timeout_s
     diagnosis = diagnose(session.client, namespace, internal, tail_lines=0, scope=scope)
     on_status(format_diagnosis(replaced(diagnosis, logs={})))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc.kube import api_errors
-from dagster_uc.lock import DeployLock, OriginalLock
+from dagster_uc.lock import DeployLock, OriginalLock, status_from_lease
 from dagster_uc.pods import UserCode
 from dagster_uc.pods.model import COMPONENT_LABEL, USER_DEPLOYMENTS
 
@@ -192,4 +192,20 @@ def location_lock(session: Session, location: str) -> LocationLock:
         config.namespace,
         location_lease_name(config.uc_deployment_semaphore_name, location),
         lease_seconds=config.deploy_lock_lease_seconds,
+    )
+
+
+def location_lock_statuses(client: Client, config: Config) -> list[LockStatus]:
+    """The per-location Leases of this config's lock (one list of the namespace's Leases)."""
+    from lightkube.resources.coordination_v1 import Lease
+
+    prefix = config.uc_deployment_semaphore_name + LEASE_SEPARATOR
+    with api_errors(f"list the Leases in namespace {config.namespace}"):
+        named = [
+            (lease.metadata.name or "" if lease.metadata else "", lease)
+            for lease in client.list(Lease, namespace=config.namespace)
+        ]
+    return sorted(
+        (status_from_lease(name, lease) for name, lease in named if name.startswith(prefix)),
+        key=lambda s: s.name,
     )

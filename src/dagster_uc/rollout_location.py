@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from dagster_uc import output
-from dagster_uc.errors import DagsterUcError
+from dagster_uc.errors import DagsterUcError, OperationError
 from dagster_uc.lock import DeployLock, LockLost
 from dagster_uc.release_mode import (
     PER_LOCATION,
@@ -293,3 +293,107 @@ def undo_location(
                 f"The rollback of {name} did not complete ({exc}); the next deploy or delete "
                 f"of {name} will reconcile its release with the state."
             )
+
+
+def remove_locations(
+    session: Session,
+    change: Callable[[StateSnapshot], StateSnapshot | None],
+    *,
+    steps: Steps,
+    reset_lock: bool = False,
+) -> ChangeResult:
+    """Remove many locations at once (`delete --all`, `prune`) in per-location mode, under the
+    global deploy lock: one compare-and-swap of the values and the workspace, then each
+    location's release uninstalled under its own Lease (a few at a time), unless it was
+    deployed again meanwhile; one reload of Dagster at the end. Releases that could not be
+    uninstalled get their entries back, so the state keeps naming what runs."""
+    from dagster_uc.workspace import workspace_yaml
+
+    config = session.config
+    lock = DeployLock(
+        session.client,
+        config.namespace,
+        config.uc_deployment_semaphore_name,
+        lease_seconds=config.deploy_lock_lease_seconds,
+    )
+    with terminate_as_interrupt():
+        with steps.step("Taking the deploy lock"):
+            lock.acquire(
+                force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe_holder()}")
+            )
+        try:
+            with interrupts_deferred(), steps.step("Updating the list of code locations"):
+                before, after = session.state.update(change)
+                session.state.write_workspace(workspace_yaml(after.values))
+            gone = sorted(location_names(before) - location_names(after))
+            failed: dict[str, str] = {}
+            if gone:
+                with steps.step(f"Removing {len(gone)} Helm release(s)"):
+                    failed = uninstall_releases(session, gone, lock.ensure_held)
+            if failed:
+                _put_back(session, before, sorted(failed))
+                raise OperationError(
+                    f"Could not remove the release of {', '.join(sorted(failed))} "
+                    f"({next(iter(failed.values()))}); their entries were kept, the others "
+                    "are gone. Run the command again."
+                )
+        finally:
+            lock.release()
+    restarted: list[str] = []
+    if gone:
+        current = session.state.read()
+        if config.dagster_reload == "reload":
+            restarted = _reload_or_restart(session, before, current, steps)
+        else:
+            restarted = _restart_dagster(session, steps)
+    return ChangeResult(before, after, restarted, [])
+
+
+#: Helm processes run at once when many releases are removed or moved.
+PARALLEL_HELM = 4
+
+
+def uninstall_releases(
+    session: Session, names: list[str], guard: Callable[[], None]
+) -> dict[str, str]:
+    """Uninstall the release of each of `names`, each under its Lease, a few at a time;
+    returns {name: error} of those that failed. A name registered again meanwhile (a deploy
+    that came after our state change) keeps its release."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = session.config
+
+    def one(name: str) -> str | None:
+        guard()
+        lock = location_lock(session, name)
+        try:
+            lock.acquire()
+            try:
+                if find_entry(session.state.read().values, name) is not None:
+                    return None
+                session.helm.uninstall(location_release_name(config.helm_release_name, name))
+            finally:
+                lock.release()
+        except DagsterUcError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_HELM) as pool:
+        outcomes = list(pool.map(one, names))
+    return {n: error for n, error in zip(names, outcomes, strict=True) if error is not None}
+
+
+def _put_back(session: Session, before: StateSnapshot, names: list[str]) -> None:
+    from dagster_uc.values import upsert_entry
+    from dagster_uc.workspace import workspace_yaml
+
+    def change(current: StateSnapshot) -> StateSnapshot:
+        values = current.values
+        for name in names:
+            entry = find_entry(before.values, name)
+            if entry is not None and find_entry(values, name) is None:
+                values = upsert_entry(values, entry)
+        return replace(current, values=values)
+
+    _, restored = session.state.update(change)
+    session.state.write_workspace(workspace_yaml(restored.values))

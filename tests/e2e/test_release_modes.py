@@ -214,3 +214,92 @@ def test_a_failed_first_deploy_uninstalls_only_its_release(stack: Stack) -> None
     assert stack.entry(OTHER) is None
     assert stack.locations() == ["demo-project:feat-hello"]
     assert stack.emulator.get("v1", "services", stack.namespace, OTHER) is None
+
+
+# --- the lifecycle commands in per-location mode -----------------------------------------------
+
+
+def deploy_branch(stack: Stack, branch: str) -> str:
+    stack.checkout(branch)
+    stack.ok("deployment", "deploy", "--timeout", "60")
+    return "demo-project--" + branch.replace("/", "-")
+
+
+def test_list_check_rollback_delete_and_revive_work_per_location(stack: Stack) -> None:
+    per_location(stack)
+    stack.ok("deployment", "deploy", "--timeout", "60")
+    stack.git("commit", "-q", "--allow-empty", "-m", "second")
+    stack.ok("deployment", "deploy", "--timeout", "60")
+    other = deploy_branch(stack, "feat/other")
+    stack.checkout("feat/hello")
+
+    rows = {r["name"]: r for r in json.loads(stack.ok("deployment", "list", "-o", "json").stdout)}
+    assert set(rows) == {NAME, other}
+    assert (rows[NAME]["ready"], rows[NAME]["pods"]) == (1, 1)
+    assert (rows[other]["ready"], rows[other]["pods"]) == (1, 1)
+
+    check = stack.ok("deployment", "check", "-n", NAME, "-t", "20")
+    assert "Started Dagster code server" in check.stdout
+
+    other_history = history(stack, release(other))
+    stack.ok("deployment", "rollback", "-n", NAME, "--timeout", "60")
+    assert stack.entry(NAME)["image"]["tag"] == "1.8.4-0"  # type: ignore[index]
+    assert image_tag(stack, NAME) == "1.8.4-0"
+    assert history(stack, release(other)) == other_history, "the neighbour's release untouched"
+
+    stack.ok("deployment", "delete", "-n", other)
+    assert releases(stack) == [release(NAME)]
+    assert stack.emulator.get("v1", "services", stack.namespace, other) is None
+    assert stack.locations() == ["demo-project:feat-hello"]
+
+    stack.ok("deployment", "revive", "-n", other, "-t", "1.8.4-0", "--timeout", "60")
+    assert releases(stack) == sorted([release(NAME), release(other)])
+    assert image_tag(stack, other) == "1.8.4-0"
+    assert sorted(stack.locations()) == ["demo-project:feat-hello", "demo-project:feat-other"]
+
+
+def test_delete_all_removes_every_release_under_the_global_lock(stack: Stack) -> None:
+    per_location(stack)
+    stack.ok("deployment", "deploy", "--timeout", "60")
+    deploy_branch(stack, "feat/other")
+    deploy_branch(stack, "feat/third")
+
+    result = stack.ok("deployment", "delete", "--all", "--yes")
+
+    assert "Taking the deploy lock" in result.stderr
+    assert releases(stack) == []
+    assert stack.values()["deployments"] == []
+    assert stack.locations() == []
+    assert (
+        stack.emulator.list("v1", "services", stack.namespace, "component=user-deployments") == []
+    )
+
+
+def test_lock_status_shows_the_global_and_the_held_location_locks(stack: Stack) -> None:
+    import datetime as dt
+
+    per_location(stack)
+    lease = location_lease_name(SEMAPHORE, NAME)
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stack.emulator.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": lease, "namespace": stack.namespace},
+            "spec": {
+                "holderIdentity": "dev@laptop pid=1 id=abc",
+                "leaseDurationSeconds": 300,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+    )
+
+    data = json.loads(stack.ok("lock", "status", "-o", "json").stdout)
+
+    assert data["name"] == SEMAPHORE and data["held"] is False
+    assert [entry["name"] for entry in data["locations"]] == [lease]
+    assert data["locations"][0]["holder"] == "dev@laptop pid=1 id=abc"
+    text = stack.ok("lock", "status").stdout
+    assert f"lock {SEMAPHORE} is free" in text
+    assert f"lock {lease} is held by dev@laptop" in text

@@ -18,13 +18,19 @@ def lock_status(output_format: OutputOption = OutputFormat.text) -> None:
 
     def body() -> None:
         from dagster_uc.lock import lock_status as read_status
+        from dagster_uc.release_mode import location_lock_statuses
 
         loaded = load()
-        status = read_status(_session(loaded).client, loaded.config)
+        client = _session(loaded).client
+        status = read_status(client, loaded.config)
+        # The per-location Leases (helm_release_mode per-location): the held ones.
+        held = [s for s in location_lock_statuses(client, loaded.config) if s.is_held()]
         if output_format is OutputFormat.json:
-            output.print_json(status.to_json())
+            output.print_json({**status.to_json(), "locations": [s.to_json() for s in held]})
             return
         output.result(status.describe())
+        for location in held:
+            output.result(location.describe())
 
     run(body)
 
