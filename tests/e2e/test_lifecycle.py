@@ -374,17 +374,19 @@ def test_revive_puts_a_deleted_deployment_back_without_building(stack: Stack) ->
     tags = stack.tags(NAME)
     mark_reloads(stack)
 
-    result = stack.ok("deployment", "revive", "-n", UI, "-t", "1.8.4-0")
+    # The last deploy's tag: a deleted name keeps that record (docs/state-and-locking.md), so
+    # the revived entry still says which commit it runs.
+    result = stack.ok("deployment", "revive", "-n", UI, "-t", "1.8.4-1")
 
-    assert "1.8.4-0" in result.output
+    assert "1.8.4-1" in result.output
     assert stack.tags(NAME) == tags  # nothing built or pushed
     entry = stack.entry(NAME)
-    assert entry is not None and entry["image"]["tag"] == "1.8.4-0"
+    assert entry is not None and entry["image"]["tag"] == "1.8.4-1"
     assert entry["annotations"]["dagster-uc.io/action"] == "revive"
-    assert entry["annotations"]["dagster-uc.io/commit"] == stack.git("rev-parse", "HEAD~1")
+    assert entry["annotations"]["dagster-uc.io/commit"] == stack.git("rev-parse", "HEAD")
     deployment = stack.deployment(NAME)
     assert deployment is not None
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.8.4-0")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.8.4-1")
     assert deployment["status"].get("readyReplicas") == 1
     assert stack.locations() == [UI]
     assert reloaded(stack)
