@@ -7,7 +7,7 @@ lives in its own module and registers itself on `app` when imported here.
 
 from __future__ import annotations
 
-from dagster_uc.cli import config_commands, deployment, doctor, image, lock
+from dagster_uc.cli import config_commands, deployment, doctor, image, lock, migrate
 from dagster_uc.cli.base import GlobalOptions, OutputFormat, app, load, main, options, run
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "load",
     "lock",
     "main",
+    "migrate",
     "options",
     "run",
 ]
