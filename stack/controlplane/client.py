@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
+from stack.emulator.emulator import RequestGate
+
 from . import holds
 from .cluster import ControlPlane
 from .faults import FaultProxy
@@ -76,6 +78,10 @@ class RealCluster:
     @property
     def request_counts(self) -> Counter[tuple[str, str]]:
         return self.faults.request_counts
+
+    @property
+    def response_counts(self) -> Counter[tuple[str, str, int]]:
+        return self.faults.response_counts
 
     def _pod_exec_env(self, namespace: str, pod: str) -> builtins.list[dict[str, str]]:
         version = self.dagster_versions.get(namespace, self.dagster_version)
@@ -199,6 +205,9 @@ class RealCluster:
         times: int | None = 1,
     ) -> None:
         self.faults.inject_fault(method, path_regex, status=status, delay=delay, times=times)
+
+    def hold_requests(self, method: str, path_regex: str, count: int = 1) -> RequestGate:
+        return self.faults.hold_requests(method, path_regex, count)
 
     def inject_conflict(self, path_regex: str, times: int = 1) -> None:
         self.faults.inject_conflict(path_regex, times)

@@ -11,7 +11,10 @@ it gives the tests the same knobs as the emulator:
 - `inject_conflict(path_regex, times)`: after a matching GET was answered, change the object
   on the server (an annotation counter), so the client's write with the resourceVersion it
   just read gets a real 409 Conflict from the API server;
-- `request_counts`: (method, path) -> number of requests seen.
+- `hold_requests(method, path_regex, count)`: hold matching requests until the returned
+  gate is released (the emulator's `RequestGate`), to line up concurrent commands;
+- `request_counts`: (method, path) -> number of requests seen; `response_counts`:
+  (method, path, status) -> how they were answered.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from stack.emulator.emulator import RequestGate
 
 CONFLICT_ANNOTATION = "emulator.dagster-uc/conflicting-write"
 _HOP_BY_HOP = {
@@ -87,7 +92,9 @@ class FaultProxy:
         self.server_ssl = server_ssl
         self.admin_token = admin_token
         self.request_counts: Counter[tuple[str, str]] = Counter()
+        self.response_counts: Counter[tuple[str, str, int]] = Counter()
         self.port = 0
+        self._gates: list[RequestGate] = []
         self._faults: list[Fault] = []
         self._conflicts: list[list[Any]] = []
         self._lock = threading.Lock()
@@ -119,13 +126,35 @@ class FaultProxy:
         with self._lock:
             self._conflicts.append([re.compile(path_regex), times])
 
+    def hold_requests(self, method: str, path_regex: str, count: int = 1) -> RequestGate:
+        gate = RequestGate(method.upper(), re.compile(path_regex), count)
+        with self._lock:
+            self._gates.append(gate)
+        return gate
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._conflicts.clear()
+            for gate in self._gates:
+                gate.release()
+            self._gates.clear()
 
     def reset_counts(self) -> None:
         self.request_counts.clear()
+        self.response_counts.clear()
+
+    def _take_gate(self, method: str, path: str) -> RequestGate | None:
+        with self._lock:
+            for gate in self._gates:
+                if (
+                    gate.remaining > 0
+                    and gate.method in ("*", method)
+                    and gate.pattern.search(path)
+                ):
+                    gate.remaining -= 1
+                    return gate
+        return None
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -180,6 +209,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self.clear_faults()
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
@@ -211,8 +241,17 @@ class FaultProxy:
     # --- forwarding ------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        self.response_counts[(request.method, request.path, response.status)] += 1
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         method, path = request.method, request.path
         self.request_counts[(method, path)] += 1
+        gate = self._take_gate(method, path)
+        if gate is not None:
+            gate._catch()
+            await asyncio.get_running_loop().run_in_executor(None, gate._wait_open)
         fault = self._take_fault(method, path)
         if fault is not None:
             if fault.delay:

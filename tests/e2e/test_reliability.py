@@ -272,7 +272,9 @@ def test_the_same_branch_deployed_twice_at_once_gets_two_tags(stack: Stack) -> N
         assert "already runs the newer tag 1.8.4-1" in one_error_line(result.stderr)
     assert answers(stack, "PUT", f"/configmaps/{VALUES_CM}")[409] >= 1, "no write was stale"
     assert stack.tags(NAME) == ["1.8.4-0", "1.8.4-1"]
-    assert sorted(stack.history()["deployments"][NAME]["tags"]) == ["1.8.4-0", "1.8.4-1"]
+    # The compacted history keeps the highest tag (what keeps tags from being reused); a
+    # reservation below it of a name not yet deployed is not kept (docs/state-and-locking.md).
+    assert max(stack.history()["deployments"][NAME]["tags"]) == "1.8.4-1"
     assert entry_tag(stack, NAME) in {"1.8.4-0", "1.8.4-1"}
     assert [e["name"] for e in stack.values()["deployments"]] == [NAME]
     assert_consistent(stack)
