@@ -168,10 +168,14 @@ def redeploy_rows(
     env: dict[str, str],
     sizes: list[int],
     runs: int,
+    helms: list[str],
+    modes: list[str],
 ) -> list[tuple[str, str, int, float, float]]:
     rows = []
     for helm_label, helm_bin in helm_dirs(work / "redeploy").items():
-        for mode in ("per-location", "shared"):
+        if helm_label not in helms:
+            continue
+        for mode in modes:
             for size in sizes:
                 ns = Namespace(emu, registry, work, env, mode, helm_bin)
                 ns.register(size, releases=False)
@@ -257,6 +261,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--parallel", default="1,3,6")
     parser.add_argument("--namespace-size", type=int, default=200)
+    parser.add_argument("--helms", default="3,4", help="Helm majors of the redeploy table")
+    parser.add_argument("--modes", default="per-location,shared")
     parser.add_argument("--write", action="store_true", help="write its docs/benchmarks.md part")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -269,7 +275,11 @@ def main() -> int:
         push_many_tags(registry, "bench/loc-0", ["1.8.4-0"])
         for i in range(1, max([*counts, 1])):
             push_many_tags(registry, f"bench/loc-{i}", ["1.8.4-0"])
-        redeploy = redeploy_rows(emu, registry, work, env, sizes, args.runs) if sizes else []
+        helms = [f"Helm {h}" for h in args.helms.split(",") if h]
+        modes = [m for m in args.modes.split(",") if m]
+        redeploy = (
+            redeploy_rows(emu, registry, work, env, sizes, args.runs, helms, modes) if sizes else []
+        )
         parallel = parallel_rows(registry, work, env, counts) if counts else []
         big = (
             namespace_rows(emu, registry, work, env, args.namespace_size)

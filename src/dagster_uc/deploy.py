@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
-from dagster_uc.release_mode import PER_LOCATION, mode_of
+from dagster_uc.release_mode import PER_LOCATION, location_release_name, location_values, mode_of
 from dagster_uc.rollout_location import apply_location_change
 from dagster_uc.values import DeploymentRecord, entry_tag, find_entry, record_of
 from dagster_uc.versioning import parse_version_tag
@@ -285,13 +285,14 @@ def render_check(session: Session, plan: DeployPlan, state: StateSnapshot, steps
     from dagster_uc.state import dump_yaml
     from dagster_uc.values import upsert_entry
 
-    chart = chart_source(session.config)
+    config = session.config
+    chart = chart_source(config)
+    release, document = config.helm_release_name, upsert_entry(state.values, plan.entry)
+    if mode_of(session) == PER_LOCATION:  # only this location's release, whatever the rest
+        release = location_release_name(config.helm_release_name, plan.name.name)
+        document = location_values(state.values, plan.entry, release, config.namespace)
     with steps.step(f"Rendering chart {chart.describe()}"):
-        session.helm.template(
-            session.config.helm_release_name,
-            chart,
-            dump_yaml(upsert_entry(state.values, plan.entry)),
-        )
+        session.helm.template(release, chart, dump_yaml(document))
 
 
 def print_plan(session: Session, plan: DeployPlan, state: StateSnapshot) -> None:

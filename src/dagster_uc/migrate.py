@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
 from dagster_uc.kube import api_error_code, api_errors
-from dagster_uc.lock import DeployLock
 from dagster_uc.pods import UserCode, wait_for_rollout
 from dagster_uc.release_mode import (
     PER_LOCATION,
@@ -38,7 +37,7 @@ from dagster_uc.release_mode import (
     location_values,
     release_exists,
 )
-from dagster_uc.rollout import terminate_as_interrupt
+from dagster_uc.rollout_location import global_lock
 from dagster_uc.state import dump_yaml
 from dagster_uc.values import entries
 
@@ -93,18 +92,9 @@ class MigrationPlan:
 
 def plan_migration(session: Session, to: str) -> MigrationPlan:
     """Where each location is (its Service's owner) and where it goes (one Service list)."""
-    from lightkube.resources.core_v1 import Service
-
     config = session.config
     values = session.state.read().values
-    with api_errors(f"list the Services in namespace {config.namespace}"):
-        services = {
-            s.metadata.name: (s.metadata.annotations or {}).get(RELEASE_ANNOTATION)
-            for s in session.client.list(
-                Service, namespace=config.namespace, labels={"component": "user-deployments"}
-            )
-            if s.metadata is not None
-        }
+    services = _service_owners(session)
     moves = []
     for entry in entries(values):
         name = entry["name"]
@@ -143,42 +133,29 @@ def migrate(
         plan = plan_migration(session, to)
         output.result("\n".join([*plan.describe(), "Dry run: nothing was changed."]))
         return plan
-    lock = DeployLock(
-        session.client,
-        config.namespace,
-        config.uc_deployment_semaphore_name,
-        lease_seconds=config.deploy_lock_lease_seconds,
-    )
-    with terminate_as_interrupt():
-        with steps.step("Taking the deploy lock"):
-            lock.acquire(
-                force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe_holder()}")
-            )
-        try:
-            plan = plan_migration(session, to)
-            pending = [m for m in plan.moves if not m.done]
-            if to == PER_LOCATION:
-                for move in pending:
-                    with steps.step(f"Moving {move.name} to release {move.target}"):
-                        held = location_lock(session, move.name)
-                        held.acquire()
-                        try:
-                            _move_to_own(session, move, timeout_s, held.ensure_held)
-                        finally:
-                            held.release()
-            elif pending:
-                with steps.step(
-                    f"Moving {len(pending)} location(s) to release {config.helm_release_name}"
-                ):
-                    _move_to_shared(session, pending, timeout_s, lock.ensure_held)
-            for source in plan.sources:
-                with steps.step(f"Emptying and uninstalling release {source}"):
-                    lock.ensure_held()
-                    _drain(session, source)
-            with steps.step("Clearing the keep policy of the moved Services"):
-                _unkeep(session, [m.name for m in plan.moves])
-        finally:
-            lock.release()
+    with global_lock(session, steps, reset_lock=reset_lock) as lock:
+        plan = plan_migration(session, to)
+        pending = [m for m in plan.moves if not m.done]
+        if to == PER_LOCATION:
+            for move in pending:
+                with steps.step(f"Moving {move.name} to release {move.target}"):
+                    held = location_lock(session, move.name)
+                    held.acquire()
+                    try:
+                        _move_to_own(session, move, timeout_s, held.ensure_held)
+                    finally:
+                        held.release()
+        elif pending:
+            with steps.step(
+                f"Moving {len(pending)} location(s) to release {config.helm_release_name}"
+            ):
+                _move_to_shared(session, pending, timeout_s, lock.ensure_held)
+        for source in plan.sources:
+            with steps.step(f"Emptying and uninstalling release {source}"):
+                lock.ensure_held()
+                _drain(session, source)
+        with steps.step("Clearing the keep policy of the moved Services"):
+            _unkeep(session, [m.name for m in plan.moves])
     return plan
 
 
@@ -293,24 +270,12 @@ def _move_to_shared(
 def _drain(session: Session, release: str) -> None:
     """Upgrade `release` without the locations that moved out (Helm deletes their old
     Deployments; the Services, marked keep, stay), then uninstall it when nothing is left."""
-    from lightkube.resources.core_v1 import Service
-
     from dagster_uc.helm import chart_source
 
     config = session.config
     values = session.state.read().values
-    staying = []
-    with api_errors(f"list the Services in namespace {config.namespace}"):
-        owners = {
-            s.metadata.name: (s.metadata.annotations or {}).get(RELEASE_ANNOTATION)
-            for s in session.client.list(
-                Service, namespace=config.namespace, labels={"component": "user-deployments"}
-            )
-            if s.metadata is not None
-        }
-    for entry in entries(values):
-        if owners.get(entry["name"]) == release:
-            staying.append(entry)
+    owners = _service_owners(session)
+    staying = [e for e in entries(values) if owners.get(e["name"]) == release]
     document = {**{k: v for k, v in values.items() if k != "deployments"}, "deployments": staying}
     if session.helm.history(release, max_revisions=1):
         session.helm.upgrade_install(release, chart_source(config), dump_yaml(document))
@@ -334,3 +299,18 @@ def _unkeep(session: Session, names: list[str]) -> None:
             except ApiError as exc:
                 if api_error_code(exc) != 404:
                     raise
+
+
+def _service_owners(session: Session) -> dict[str, str | None]:
+    """{Service name: the release its Helm annotation names} of every location (one list)."""
+    from lightkube.resources.core_v1 import Service
+
+    namespace = session.config.namespace
+    with api_errors(f"list the Services in namespace {namespace}"):
+        return {
+            s.metadata.name: (s.metadata.annotations or {}).get(RELEASE_ANNOTATION)
+            for s in session.client.list(
+                Service, namespace=namespace, labels={"component": "user-deployments"}
+            )
+            if s.metadata is not None and s.metadata.name
+        }

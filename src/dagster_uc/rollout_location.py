@@ -11,7 +11,8 @@ same location went out meanwhile, which then wins.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -130,6 +131,30 @@ def with_location_lock(
         return body(lock)
     finally:
         lock.release()
+
+
+@contextmanager
+def global_lock(
+    session: Session, steps: Steps, *, reset_lock: bool = False
+) -> Iterator[DeployLock]:
+    """The global deploy lock (operations on many locations at once), released whatever
+    happens; SIGTERM is handled like Ctrl-C meanwhile."""
+    config = session.config
+    lock = DeployLock(
+        session.client,
+        config.namespace,
+        config.uc_deployment_semaphore_name,
+        lease_seconds=config.deploy_lock_lease_seconds,
+    )
+    with terminate_as_interrupt():
+        with steps.step("Taking the deploy lock"):
+            lock.acquire(
+                force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe_holder()}")
+            )
+        try:
+            yield lock
+        finally:
+            lock.release()
 
 
 def prepare_release(session: Session, release: str, guard: Callable[[], None]) -> int | None:
@@ -310,35 +335,22 @@ def remove_locations(
     from dagster_uc.workspace import workspace_yaml
 
     config = session.config
-    lock = DeployLock(
-        session.client,
-        config.namespace,
-        config.uc_deployment_semaphore_name,
-        lease_seconds=config.deploy_lock_lease_seconds,
-    )
-    with terminate_as_interrupt():
-        with steps.step("Taking the deploy lock"):
-            lock.acquire(
-                force=reset_lock, on_wait=lambda s: steps.note(f"waiting: {s.describe_holder()}")
+    with global_lock(session, steps, reset_lock=reset_lock) as lock:
+        with interrupts_deferred(), steps.step("Updating the list of code locations"):
+            before, after = session.state.update(change)
+            session.state.write_workspace(workspace_yaml(after.values))
+        gone = sorted(location_names(before) - location_names(after))
+        failed: dict[str, str] = {}
+        if gone:
+            with steps.step(f"Removing {len(gone)} Helm release(s)"):
+                failed = uninstall_releases(session, gone, lock.ensure_held)
+        if failed:
+            _put_back(session, before, sorted(failed))
+            raise OperationError(
+                f"Could not remove the release of {', '.join(sorted(failed))} "
+                f"({next(iter(failed.values()))}); their entries were kept, the others "
+                "are gone. Run the command again."
             )
-        try:
-            with interrupts_deferred(), steps.step("Updating the list of code locations"):
-                before, after = session.state.update(change)
-                session.state.write_workspace(workspace_yaml(after.values))
-            gone = sorted(location_names(before) - location_names(after))
-            failed: dict[str, str] = {}
-            if gone:
-                with steps.step(f"Removing {len(gone)} Helm release(s)"):
-                    failed = uninstall_releases(session, gone, lock.ensure_held)
-            if failed:
-                _put_back(session, before, sorted(failed))
-                raise OperationError(
-                    f"Could not remove the release of {', '.join(sorted(failed))} "
-                    f"({next(iter(failed.values()))}); their entries were kept, the others "
-                    "are gone. Run the command again."
-                )
-        finally:
-            lock.release()
     restarted: list[str] = []
     if gone:
         current = session.state.read()

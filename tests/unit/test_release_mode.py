@@ -107,3 +107,17 @@ def test_an_unknown_mode_is_a_config_error() -> None:
 
     with pytest.raises(ValidationError):
         config(helm_release_mode="per-branch")
+
+
+def test_the_values_document_reads_back_as_written() -> None:
+    """dump_yaml uses libyaml's emitter when present: the document must read back the same."""
+    from dagster_uc.state import dump_yaml, parse_values_text
+
+    document = {
+        "deployments": [
+            {"name": "a", "annotations": {"note": "é ü " * 40, "empty": ""}, "port": 3030},
+            {"name": "b", "env": [{"name": "X", "value": "1.10"}], "tag": "1.8.4-0"},
+        ],
+        "imagePullSecrets": [],
+    }
+    assert parse_values_text(dump_yaml(document), source="test") == document
