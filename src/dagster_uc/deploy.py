@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
-from dagster_uc.release_mode import PER_LOCATION, location_release_name, location_values, mode_of
+from dagster_uc.release_mode import (
+    PER_LOCATION,
+    location_release_name,
+    location_values,
+    mode_of,
+    release_of,
+)
 from dagster_uc.rollout_location import apply_location_change
 from dagster_uc.values import DeploymentRecord, entry_tag, find_entry, record_of
 from dagster_uc.versioning import parse_version_tag
@@ -313,7 +319,7 @@ def print_plan(session: Session, plan: DeployPlan, state: StateSnapshot) -> None
         f"Image:        {plan.image}",
         f"Location:     {'new (webserver and daemon will be reloaded)' if plan.new_location else 'existing (only its code server restarts)'}",
         f"Chart:        {chart.ref}{' ' + chart.version if chart.version else ''}",
-        f"Release:      {config.helm_release_name} in {config.namespace} ({config.kubernetes_context})",
+        f"Release:      {release_of(config, mode_of(session), plan.name.name)} in {config.namespace} ({config.kubernetes_context})",
         "",
         f"Values ConfigMap {config.user_code_deployments_configmap_name}:",
     ]

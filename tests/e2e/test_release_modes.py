@@ -91,6 +91,8 @@ def test_a_location_gets_its_own_release_and_lease_and_keeps_its_service_name(
         stack.emulator.get("coordination.k8s.io/v1", "leases", stack.namespace, SEMAPHORE) is None
     )
     assert lease_holder(stack, location_lease_name(SEMAPHORE, NAME)) is None
+    assert stack.configmap(SEMAPHORE) is None, "no lock ConfigMap of the original tool set"
+    assert stack.configmap(location_lease_name(SEMAPHORE, NAME)) is None
     deployment = stack.deployment(NAME)
     assert deployment is not None
     assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == release(NAME)
@@ -123,6 +125,8 @@ def test_auto_is_per_location_in_a_fresh_namespace_and_shared_where_the_shared_r
 
 def test_auto_in_a_fresh_namespace_is_per_location(stack: Stack) -> None:
     stack.write_config(helm_release_mode="auto")
+    dry = stack.ok("deployment", "deploy", "--dry-run")
+    assert f"Release:      {release(NAME)} in {stack.namespace}" in dry.stdout
     result = stack.ok("deployment", "deploy", "--timeout", "60")
 
     assert "migrate" not in result.output
