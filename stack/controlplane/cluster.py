@@ -488,6 +488,8 @@ class ControlPlane:
                     "kubernetes.io/os": "linux",
                     "kubernetes.io/arch": "amd64",
                     "type": "kwok",
+                    # The node pool, as AKS labels its nodes (`node: pool1` in tests).
+                    "agentpool": "pool1",
                 },
             },
             "status": {

@@ -275,6 +275,8 @@ class Controllers:
                         "labels": {
                             "kubernetes.io/hostname": NODE_NAME,
                             "node-role.kubernetes.io/control-plane": "",
+                            # The node pool, as AKS labels its nodes (`node: pool1` in tests).
+                            "agentpool": "pool1",
                         },
                     },
                     "spec": {},
@@ -630,6 +632,8 @@ class Controllers:
         if phase == "Pending":
             if age < start_at:
                 return start_at - age
+            if not self._fits_node(pod):
+                return 1.0
             self._start_pod(pod, containers)
             return 0.01
         run_once = (pod.get("spec") or {}).get("restartPolicy") in ("Never", "OnFailure")
@@ -684,6 +688,34 @@ class Controllers:
             )
         status["containerStatuses"] = statuses
         self.store.write(POD, pod)
+
+    def _fits_node(self, pod: dict[str, Any]) -> bool:
+        """The scheduler's node selector check: a pod whose nodeSelector the node's labels do
+        not satisfy stays Pending, with the scheduler's condition and event."""
+        wanted = (pod.get("spec") or {}).get("nodeSelector") or {}
+        node = self.store.get(NODE, "", NODE_NAME)
+        labels = (node or {}).get("metadata", {}).get("labels") or {}
+        if all(labels.get(k) == v for k, v in wanted.items()):
+            return True
+        message = (
+            "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
+            "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        )
+        status = pod.setdefault("status", {})
+        if not any(c.get("type") == "PodScheduled" for c in status.get("conditions") or []):
+            status["conditions"] = [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                    "lastTransitionTime": now(),
+                    "lastProbeTime": None,
+                }
+            ]
+            self.store.write(POD, pod)
+        self.record_event(pod, "Warning", "FailedScheduling", message, "default-scheduler")
+        return False
 
     def _start_pod(self, pod: dict[str, Any], containers: list[dict[str, Any]]) -> None:
         meta = pod["metadata"]

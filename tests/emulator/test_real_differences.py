@@ -1,6 +1,8 @@
-"""ServiceAccounts as the real API server and controller-manager handle them (a difference the
-e2e suite found on the real control plane): every namespace gets `default`, a pod of an
-account that does not exist is refused, and a ReplicaSet retries once the account exists."""
+"""Where the e2e suite found the emulator answering differently from the real control plane
+(docs/local-stack.md), the emulator now does what Kubernetes does: every namespace gets a
+`default` ServiceAccount, a pod of an account that does not exist is refused and its
+ReplicaSet retries once the account exists, and a pod whose nodeSelector the node does not
+satisfy stays Pending."""
 
 from __future__ import annotations
 
@@ -52,3 +54,35 @@ def test_a_replicaset_retries_once_the_account_exists(emu: Emulator, http: httpx
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "late-account"}}
     assert http.post("/api/v1/namespaces/dagster/serviceaccounts", json=account).status_code == 201
     wait_until(lambda: emu.list("v1", "pods", "dagster", label_selector="app=late"), "the pod")
+
+
+def test_a_pod_whose_node_selector_no_node_satisfies_stays_pending(
+    emu: Emulator, http: httpx.Client
+) -> None:
+    """Found on the real control plane: the scheduler leaves such a pod Pending."""
+    unplaceable = pod("nowhere")
+    unplaceable["spec"]["nodeSelector"] = {"agentpool": "gpu"}  # type: ignore[index]
+    placeable = pod("pooled")
+    placeable["spec"]["nodeSelector"] = {"agentpool": "pool1"}  # type: ignore[index]
+    for body in (unplaceable, placeable):
+        assert http.post("/api/v1/namespaces/dagster/pods", json=body).status_code == 201
+
+    wait_until(
+        lambda: (
+            (emu.get("v1", "pods", "dagster", "pooled") or {}).get("status", {}).get("phase")
+            == "Running"
+        ),
+        "the pod the node fits",
+    )
+
+    def refused() -> bool:
+        events = http.get("/api/v1/namespaces/dagster/events").json()["items"]
+        return any(
+            e["reason"] == "FailedScheduling" and e["involvedObject"]["name"] == "nowhere"
+            for e in events
+        )
+
+    wait_until(refused, "a FailedScheduling event")
+    nowhere = emu.get("v1", "pods", "dagster", "nowhere")
+    assert nowhere is not None and nowhere["status"]["phase"] == "Pending"
+    assert "nodeName" not in nowhere["spec"]
