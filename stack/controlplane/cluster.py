@@ -17,6 +17,7 @@ What kwok does here (its configuration is written to `kwok.yaml`):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -136,6 +137,9 @@ class ControlPlane:
     binaries: ControlPlaneBinaries
     state_dir: Path
     dagster_version: str = "1.8.4"
+    #: End every process when the process that started them dies (test fixtures); off for
+    #: `stackctl up`, whose control plane outlives it.
+    die_with_parent: bool = False
     ports: Ports = field(default_factory=Ports)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -237,6 +241,7 @@ class ControlPlane:
             stdin=subprocess.DEVNULL,
             env=env or _base_env(),
             start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         log.close()
 
@@ -521,6 +526,13 @@ class ControlPlane:
     def _write_pids(self) -> None:
         pids = {name: proc.pid for name, proc in self.processes.items()}
         (self.state_dir / "pids.json").write_text(json.dumps(pids))
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG), so a test
+    run that is killed leaves no control plane behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def _base_env() -> dict[str, str]:

@@ -36,7 +36,7 @@ def e2e_backend() -> str:
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
     binaries = ensure_control_plane(verbose=True)
-    plane = ControlPlane(binaries, tmp_path_factory.mktemp("controlplane"))
+    plane = ControlPlane(binaries, tmp_path_factory.mktemp("controlplane"), die_with_parent=True)
     plane.start()
     proxy = plane.fault_proxy()
     try:
