@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -129,8 +130,23 @@ def seeded_namespace(
         kubeconfig = Path(
             cluster.write_kubeconfig(tmp_path / "kubeconfig", context=context, namespace=namespace)
         )
-    yield KubeEnv(emulator=cluster, kubeconfig=kubeconfig, context=context, namespace=namespace)
-    cluster.delete("v1", "namespaces", None, namespace)
+    try:
+        yield KubeEnv(emulator=cluster, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    finally:
+        _reset_knobs(cluster)
+        cluster.delete("v1", "namespaces", None, namespace)
+
+
+def _reset_knobs(cluster: Any) -> None:
+    """Faults, gates and denied permissions a test set (some match every namespace) end with
+    it, so that they cannot reach the next test on the same session-wide cluster. Looked up
+    on the class: a real cluster's facade skips a test that asks it for an unknown knob."""
+    clear_faults = getattr(type(cluster), "clear_faults", None)
+    if clear_faults is not None:
+        clear_faults(cluster)
+    denied = getattr(cluster, "denied_access", None) if clear_faults is not None else None
+    if isinstance(denied, set):
+        denied.clear()
 
 
 @pytest.fixture
@@ -169,3 +185,26 @@ def base_image() -> str:
 @pytest.fixture(scope="session")
 def user_code_chart() -> Path:
     return CHART_DIR
+
+
+def wait_rolled_out(cluster: Any, namespace: str, deployment: str, timeout: float = 60) -> None:
+    """Poll (with backoff) until a Deployment's latest spec is rolled out and ready, as
+    `kubectl rollout status` judges it; tests that change a pod template wait on this before
+    they look at its pods."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        obj = cluster.get("apps/v1", "deployments", namespace, deployment) or {}
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        want = spec.get("replicas", 1)
+        if (
+            status.get("observedGeneration", 0) >= obj.get("metadata", {}).get("generation", 1)
+            and status.get("updatedReplicas", 0) == want
+            and status.get("readyReplicas", 0) == want
+            and status.get("replicas", 0) == want
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Deployment {namespace}/{deployment} not rolled out: {status}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)

@@ -11,7 +11,7 @@ import pytest
 
 from dagster_uc.instance import cluster_dagster_version, version_from_cli, version_from_deployment
 from dagster_uc.kube import make_client
-from stack.pytest_plugin import KubeEnv
+from stack.pytest_plugin import KubeEnv, wait_rolled_out
 
 DAEMON = "dagster-daemon"
 SELF_BUILT = {"app.kubernetes.io/version": "dev", "helm.sh/chart": "dagster-0.11.0"}
@@ -55,6 +55,7 @@ def _self_built(kube: KubeEnv) -> None:
         },
     }
     kube.emulator.patch("apps/v1", "deployments", kube.namespace, DAEMON, patch)
+    wait_rolled_out(kube.emulator, kube.namespace, DAEMON)
 
 
 def _read(kube: KubeEnv) -> Any:

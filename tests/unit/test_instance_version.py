@@ -14,7 +14,7 @@ import pytest
 
 from dagster_uc.instance import InstanceVersion, cluster_dagster_version, version_from_deployment
 from dagster_uc.kube import make_client
-from stack.pytest_plugin import KubeEnv
+from stack.pytest_plugin import KubeEnv, wait_rolled_out
 
 DAEMON = "dagster-daemon"
 IMAGE = "docker.io/dagster/dagster-celery-k8s:1.8.4"
@@ -105,6 +105,7 @@ def daemon(kube: KubeEnv) -> Callable[[], InstanceVersion]:
 
 def patch_daemon(kube: KubeEnv, patch: dict[str, Any]) -> None:
     kube.emulator.patch("apps/v1", "deployments", kube.namespace, DAEMON, patch)
+    wait_rolled_out(kube.emulator, kube.namespace, DAEMON)
 
 
 def test_the_seeded_instance_reports_its_version_label(kube: KubeEnv, daemon: Any) -> None:
