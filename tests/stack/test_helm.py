@@ -44,7 +44,9 @@ def test_install_upgrade_history_rollback_uninstall(
     v1 = values_file(
         tmp_path,
         "v1.yaml",
-        entry("loc-a", "1", nodeSelector={"pool": "a"}, env=[{"name": "FOO", "value": "x"}]),
+        entry(
+            "loc-a", "1", nodeSelector={"agentpool": "pool1"}, env=[{"name": "FOO", "value": "x"}]
+        ),
         entry("loc-b", "1"),
     )
     upgrade(helm, user_code_chart, v1)
