@@ -27,7 +27,7 @@ tools: install
 
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from the Go module
 # proxy, cached under .cache/controlplane (see docs/local-stack.md).
-controlplane:
+controlplane: install
 	$(BIN)/python -m stack.controlplane.build
 
 lint: install
