@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dagster_uc import yamldoc
 from dagster_uc.errors import OperationError
 from dagster_uc.history import (
     DeploymentHistory,
@@ -70,7 +71,7 @@ def parse_values_text(text: str | None, *, source: str) -> dict[str, Any]:
     if not text:
         return {"deployments": []}
     try:
-        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        document = yamldoc.load(text)
     except yaml.YAMLError as exc:
         raise OperationError(f"The values document in {source} is not valid YAML: {exc}.") from exc
     if document is None:
@@ -82,12 +83,9 @@ def parse_values_text(text: str | None, *, source: str) -> dict[str, Any]:
 
 
 def dump_yaml(document: dict[str, Any]) -> str:
-    import yaml
-
-    # libyaml's emitter when PyYAML has it: four times faster on a values document of a few
-    # hundred locations, which every command reads and every change writes.
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False)
+    """The values document as YAML (`yamldoc`: a document of a few hundred locations is read
+    by every command and written by every change)."""
+    return yamldoc.dump(document)
 
 
 def dump_history_yaml(document: dict[str, Any]) -> str:
@@ -106,6 +104,10 @@ class ClusterState:
         self.namespace = config.namespace
         self.values_name = config.user_code_deployments_configmap_name
         self.workspace_name = config.dagster_workspace_yaml_configmap_name
+        # The last snapshot read or written, by resourceVersion (which names one content of
+        # the object): a command reads the state, then reads it again under its lock or for
+        # its compare-and-swap, and need not parse a document of every location twice.
+        self._last: StateSnapshot | None = None
 
     def read(self) -> StateSnapshot:
         configmap = self._get(self.values_name, f"read ConfigMap {self.values_name}")
@@ -141,9 +143,8 @@ class ClusterState:
                 return before, before
             after = compacted(after, dt.datetime.now(dt.timezone.utc))
             written = self._write_values(configmap, after)
-            return before, replace(
-                after, resource_version=_resource_version(written), source=written
-            )
+            self._last = replace(after, resource_version=_resource_version(written), source=written)
+            return before, self._last
 
         return self._compare_and_swap(self.values_name, attempt_write)
 
@@ -210,21 +211,24 @@ class ClusterState:
     def _snapshot(self, configmap: Any) -> StateSnapshot:
         import yaml
 
+        version = configmap.metadata.resourceVersion
+        if self._last is not None and version and self._last.resource_version == version:
+            return replace(self._last, source=configmap)
         data = configmap.data or {}
         values = parse_values_text(
             data.get(VALUES_KEY), source=f"ConfigMap {self.values_name} (key {VALUES_KEY})"
         )
         try:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            history_doc = yaml.load(data.get(HISTORY_KEY) or "", Loader=loader) or {}
+            history_doc = yamldoc.load(data.get(HISTORY_KEY) or "") or {}
         except yaml.YAMLError:
             history_doc = {}
-        return StateSnapshot(
+        self._last = StateSnapshot(
             values=values,
             history=history_from_document(history_doc if isinstance(history_doc, dict) else {}),
-            resource_version=configmap.metadata.resourceVersion,
+            resource_version=version,
             source=configmap,
         )
+        return self._last
 
     def _write_values(self, configmap: Any, state: StateSnapshot) -> Any:
         """Create or replace (compare-and-swap) the values ConfigMap; returns what was written."""

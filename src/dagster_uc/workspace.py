@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dagster_uc import yamldoc
 from dagster_uc.naming import ui_name
 from dagster_uc.values import GRPC_PORT, entries
 
@@ -25,6 +26,4 @@ def workspace_document(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def workspace_yaml(values: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(workspace_document(values), sort_keys=False)
+    return yamldoc.dump(workspace_document(values))
