@@ -176,9 +176,13 @@ def delete_deployments(
     steps: Steps,
     reset_lock: bool = False,
     missing_ok: bool = False,
+    global_lock: bool = False,
 ) -> list[str]:
     """Remove `names` in one rollout; they must all exist (checked again under the lock), or
-    with `missing_ok` those deleted meanwhile are skipped. Returns the names removed."""
+    with `missing_ok` those deleted meanwhile are skipped. Returns the names removed.
+
+    In per-location mode one name takes only its location's Lease, unless `global_lock`
+    (prune: an operation over every location, however many it ends up removing)."""
     wanted = set(names)
     removed: list[str] = []
 
@@ -204,7 +208,7 @@ def delete_deployments(
         return result
 
     if mode_of(session) == PER_LOCATION:
-        if len(wanted) == 1:
+        if len(wanted) == 1 and not global_lock:
             apply_location_change(session, names[0], change, steps=steps, reset_lock=reset_lock)
         else:
             remove_locations(session, change, steps=steps, reset_lock=reset_lock)
@@ -449,7 +453,13 @@ def prune(
     if dry_run or not candidates:
         return candidates
     removed = set(
-        delete_deployments(session, [c.name for c in candidates], steps=steps, missing_ok=True)
+        delete_deployments(
+            session,
+            [c.name for c in candidates],
+            steps=steps,
+            missing_ok=True,
+            global_lock=True,
+        )
     )
     return [c for c in candidates if c.name in removed]
 

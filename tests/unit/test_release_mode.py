@@ -121,3 +121,39 @@ def test_the_values_document_reads_back_as_written() -> None:
         "imagePullSecrets": [],
     }
     assert parse_values_text(dump_yaml(document), source="test") == document
+
+
+SHARED_RELEASE = "dagster-user-code"
+
+
+def test_doctor_names_the_mode_auto_chose_and_why() -> None:
+    from dagster_uc.doctor.cluster import describe_release_mode
+
+    fresh = describe_release_mode(config(helm_release_mode="auto"), False, {})
+    assert (fresh.status, fresh.details["mode"]) == ("ok", "per-location")
+    assert "auto: no release dagster-user-code" in fresh.message
+
+    owners = {"a": SHARED_RELEASE, "b": SHARED_RELEASE}
+    shared = describe_release_mode(config(helm_release_mode="auto"), True, owners)
+    assert (shared.status, shared.details["mode"]) == ("ok", "shared")
+    assert "holds 2 location(s)" in shared.message
+    assert "migrate --to per-location" in shared.message
+
+
+def test_doctor_warns_when_the_releases_do_not_fit_the_mode() -> None:
+    from dagster_uc.doctor.cluster import describe_release_mode
+
+    own = location_release_name(SHARED_RELEASE, "b")
+    half_moved = {"a": SHARED_RELEASE, "b": own}
+    shared = describe_release_mode(config(helm_release_mode="shared"), True, half_moved)
+    assert shared.status == "warning"
+    assert "1 location(s) have a release of their own (b)" in shared.message
+    assert shared.fix is not None and "migrate --to shared" in shared.fix
+
+    pinned = describe_release_mode(config(helm_release_mode="per-location"), True, half_moved)
+    assert pinned.status == "warning"
+    assert "still holds 1 location(s)" in pinned.message
+    assert pinned.fix == "Move them with `dagster-uc migrate --to per-location`."
+
+    moved = describe_release_mode(config(helm_release_mode="per-location"), False, {"b": own})
+    assert moved.status == "ok" and "1 location(s), each in a release of its own" in moved.message

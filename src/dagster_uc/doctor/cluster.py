@@ -12,6 +12,14 @@ from dagster_uc.errors import DagsterUcError
 from dagster_uc.instance import version_from_deployment
 from dagster_uc.kube import api_error_code, describe_api_error, make_client
 from dagster_uc.lock import lock_status
+from dagster_uc.release_mode import (
+    AUTO,
+    PER_LOCATION,
+    SHARED,
+    location_lock_statuses,
+    release_exists,
+    resolve_mode,
+)
 from dagster_uc.state import HISTORY_KEY, VALUES_KEY, WORKSPACE_KEY, parse_values_text
 from dagster_uc.workspace_owner import workspace_owner
 
@@ -264,16 +272,103 @@ def check_workspace(config: Config, client: Client) -> CheckResult:
 def check_lock(config: Config, client: Client) -> CheckResult:
     try:
         status = lock_status(client, config)
+        held = [s for s in location_lock_statuses(client, config) if s.is_held()]
     except Exception as exc:
         return _api_failure("lock", exc, config.kubernetes_context)
+    details = {"lock": status.to_json(), "locations": [s.to_json() for s in held]}
     if status.is_held():
         return warning(
             "lock",
             status.describe(),
             "A deploy now waits for it; if its holder is gone, `dagster-uc lock release` frees it.",
-            lock=status.to_json(),
+            **details,
         )
-    return ok("lock", f"deploy lock {status.name} is free", lock=status.to_json())
+    message = f"deploy lock {status.name} is free"
+    if held:
+        # A per-location Lease only makes a deploy of that one location wait: not a warning.
+        names = ", ".join(s.name for s in held[:3]) + (" ..." if len(held) > 3 else "")
+        message += f"; {len(held)} location lock(s) held ({names})"
+    return ok("lock", message, **details)
+
+
+def release_owners(config: Config, client: Client) -> dict[str, str]:
+    """Location name -> the Helm release owning its Service (one list of the namespace's
+    user-code Services; the ownership annotation is what Helm itself checks)."""
+    from lightkube.resources.core_v1 import Service
+
+    owners: dict[str, str] = {}
+    for service in client.list(
+        Service, namespace=config.namespace, labels={"component": "user-deployments"}
+    ):
+        meta = service.metadata
+        if meta is None or not meta.name:
+            continue
+        release = (meta.annotations or {}).get("meta.helm.sh/release-name")
+        if release:
+            owners[meta.name] = release
+    return owners
+
+
+def describe_release_mode(
+    config: Config, shared_exists: bool, owners: dict[str, str]
+) -> CheckResult:
+    """The `release-mode` verdict (pure): the mode a deploy would use, and a warning when the
+    namespace's releases do not fit it (a half-done migration, or a mode pinned against the
+    layout), since a deploy would then fail on a Service owned by the other layout."""
+    mode, _ = resolve_mode(config, lambda: shared_exists)
+    shared = config.helm_release_name
+    in_shared = sorted(n for n, r in owners.items() if r == shared)
+    own = sorted(n for n, r in owners.items() if r != shared)
+    why = ""
+    if config.helm_release_mode == AUTO:
+        why = (
+            f" (auto: the namespace has release {shared})"
+            if shared_exists
+            else f" (auto: no release {shared} in the namespace)"
+        )
+    details: dict[str, Any] = {
+        "mode": mode,
+        "configured": config.helm_release_mode,
+        "shared_release_locations": len(in_shared),
+        "own_release_locations": len(own),
+    }
+    if mode == SHARED and own:
+        return warning(
+            "release-mode",
+            f"shared{why}, but {len(own)} location(s) have a release of their own "
+            f"({', '.join(own[:3])}{' ...' if len(own) > 3 else ''}): a deploy renders every "
+            "location into the shared release and fails on their Services",
+            "Finish the move with `dagster-uc migrate --to shared` (or `--to per-location`), "
+            "or set helm_release_mode: per-location.",
+            **details,
+        )
+    if mode == PER_LOCATION and in_shared:
+        return warning(
+            "release-mode",
+            f"per-location, but release {shared} still holds {len(in_shared)} location(s): "
+            "a deploy of one of them fails on its Service",
+            "Move them with `dagster-uc migrate --to per-location`.",
+            **details,
+        )
+    if mode == SHARED:
+        message = f"shared{why}: release {shared} holds {len(in_shared)} location(s)"
+        if config.helm_release_mode == AUTO:
+            message += "; `dagster-uc migrate --to per-location` gives each its own release"
+        return ok("release-mode", message, **details)
+    return ok(
+        "release-mode",
+        f"per-location{why}: {len(own)} location(s), each in a release of its own",
+        **details,
+    )
+
+
+def check_release_mode(config: Config, client: Client) -> CheckResult:
+    try:
+        shared_exists = release_exists(client, config.namespace, config.helm_release_name)
+        owners = release_owners(config, client)
+    except Exception as exc:
+        return _api_failure("release-mode", exc, config.kubernetes_context)
+    return describe_release_mode(config, shared_exists, owners)
 
 
 CLUSTER_CHECKS = (
@@ -286,6 +381,7 @@ CLUSTER_CHECKS = (
     "values-configmap",
     "workspace-configmap",
     "lock",
+    "release-mode",
 )
 
 
@@ -303,7 +399,7 @@ def cluster_checks(config: Config) -> list[CheckResult]:
     if namespace.status == "failed":
         absent = CLUSTER_CHECKS[3:]
         return [context, api, namespace, *(skipped(n, "no such namespace") for n in absent)]
-    with ThreadPoolExecutor(max_workers=6) as pool:
+    with ThreadPoolExecutor(max_workers=7) as pool:
         futures = [
             pool.submit(check_permissions, config, client),
             pool.submit(
@@ -315,5 +411,6 @@ def cluster_checks(config: Config) -> list[CheckResult]:
             pool.submit(check_values, config, client),
             pool.submit(check_workspace, config, client),
             pool.submit(check_lock, config, client),
+            pool.submit(check_release_mode, config, client),
         ]
         return [context, api, namespace, *(f.result() for f in futures)]
