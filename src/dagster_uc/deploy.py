@@ -15,8 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dagster_uc import output
-from dagster_uc.errors import OperationError, UsageError
+from dagster_uc import git, output
+from dagster_uc.azure import login_registry
+from dagster_uc.build import (
+    BuildRequest,
+    BuildSecret,
+    Podman,
+    check_build_secrets,
+    resolve_build_env_vars,
+)
+from dagster_uc.context import image_repository_for, resolve_deployment_name
+from dagster_uc.errors import DagsterUcError, OperationError, UsageError
+from dagster_uc.helm import chart_source
+from dagster_uc.instance import cluster_dagster_version
+from dagster_uc.registry import is_loopback
 from dagster_uc.release_mode import (
     PER_LOCATION,
     location_release_name,
@@ -24,17 +36,26 @@ from dagster_uc.release_mode import (
     mode_of,
     release_of,
 )
+from dagster_uc.rollout import WaitTarget, apply_change_locked
 from dagster_uc.rollout_location import apply_location_change
-from dagster_uc.values import DeploymentRecord, entry_tag, find_entry, record_of
-from dagster_uc.versioning import parse_version_tag
+from dagster_uc.session import Session
+from dagster_uc.state import StateSnapshot, dump_yaml
+from dagster_uc.values import (
+    DeploymentRecord,
+    build_entry,
+    entry_tag,
+    find_entry,
+    record_of,
+    upsert_entry,
+)
+from dagster_uc.versioning import next_tag, parse_version_tag
+from dagster_uc.workspace import workspace_yaml
 from dagster_uc.workspace_owner import read_workspace_owner
 
 if TYPE_CHECKING:
     from dagster_uc.config import Config
     from dagster_uc.naming import DeploymentName
     from dagster_uc.progress import Steps
-    from dagster_uc.session import Session
-    from dagster_uc.state import StateSnapshot
 
 
 @dataclass(frozen=True)
@@ -92,8 +113,6 @@ def location_url(config: Config, ui_name: str) -> str | None:
 
 def check_dagster_version(session: Session) -> None:
     """Stop before anything changes when the cluster runs another Dagster version."""
-    from dagster_uc.instance import cluster_dagster_version
-
     config = session.config
     found = cluster_dagster_version(
         session.client, config.namespace, config.dagster_daemon_deployment_name
@@ -113,8 +132,6 @@ def check_dagster_version(session: Session) -> None:
 
 def recorded_tags(state: StateSnapshot, name: str) -> list[str]:
     """Every tag the state ever recorded for `name`, including the entry's current one."""
-    from dagster_uc.values import entry_tag, find_entry
-
     tags = list(state.history_of(name).tags)
     entry = find_entry(state.values, name)
     if entry is not None and entry_tag(entry):
@@ -123,8 +140,6 @@ def recorded_tags(state: StateSnapshot, name: str) -> list[str]:
 
 
 def latest_version_tag(tags: list[str], dagster_version: str) -> str | None:
-    from dagster_uc.versioning import parse_version_tag
-
     numbered = [(n, t) for t in tags if (n := parse_version_tag(t, dagster_version)) is not None]
     return max(numbered)[1] if numbered else None
 
@@ -134,8 +149,6 @@ def reserve_tag(
 ) -> tuple[str, StateSnapshot]:
     """Choose the next tag and record it in the state (compare-and-swap), so no other deploy
     of the same name, on any machine, can get it too. Returns the tag and the state written."""
-    from dagster_uc.versioning import next_tag
-
     chosen: dict[str, str] = {}
 
     def take(state: StateSnapshot) -> StateSnapshot:
@@ -155,10 +168,6 @@ def deploy(
     steps: Steps,
     session: Session | None = None,
 ) -> DeployResult:
-    from dagster_uc.context import image_repository_for, resolve_deployment_name
-    from dagster_uc.session import Session
-    from dagster_uc.values import build_entry, find_entry
-
     session = session or Session(config)
     if config.use_az_login and not options.dry_run:
         _az_login(config, options, steps, session)
@@ -187,8 +196,6 @@ def deploy(
                 f"{config.dagster_version}; deploy once without --skip-build."
             )
     else:
-        from dagster_uc.versioning import next_tag
-
         tag = next_tag(config.dagster_version, registry_tags, recorded_tags(state, name.name))
 
     def make_plan(tag: str, state: StateSnapshot) -> DeployPlan:
@@ -247,8 +254,6 @@ def deploy(
         )
         return DeployResult(plan, location_url(config, name.ui_name), result.restarted)
 
-    from dagster_uc.rollout import WaitTarget, apply_change_locked
-
     result = apply_change_locked(
         session,
         change,
@@ -287,10 +292,6 @@ def refuse_older(state: StateSnapshot, plan: DeployPlan, dagster_version: str) -
 def render_check(session: Session, plan: DeployPlan, state: StateSnapshot, steps: Steps) -> None:
     """Render the chart with the planned values (`helm template`, no cluster access) before
     anything is built or pushed: an unreachable chart or values the chart rejects stop here."""
-    from dagster_uc.helm import chart_source
-    from dagster_uc.state import dump_yaml
-    from dagster_uc.values import upsert_entry
-
     config = session.config
     chart = chart_source(config)
     release, document = config.helm_release_name, upsert_entry(state.values, plan.entry)
@@ -304,11 +305,6 @@ def render_check(session: Session, plan: DeployPlan, state: StateSnapshot, steps
 def print_plan(session: Session, plan: DeployPlan, state: StateSnapshot) -> None:
     """What a deploy would do, with the diffs of both documents against the cluster."""
     import difflib
-
-    from dagster_uc.helm import chart_source
-    from dagster_uc.state import dump_yaml
-    from dagster_uc.values import upsert_entry
-    from dagster_uc.workspace import workspace_yaml
 
     config = session.config
     after_values = upsert_entry(state.values, plan.entry)
@@ -341,9 +337,6 @@ def _diff(before: str, after: str, difflib: Any) -> list[str]:
 
 def _git_branch_or_none(cwd: Path) -> str | None:
     """The git branch as git names it (prune compares it with the remote's branches)."""
-    from dagster_uc import git
-    from dagster_uc.errors import DagsterUcError
-
     try:
         return git.current_branch(cwd)
     except DagsterUcError:
@@ -351,9 +344,6 @@ def _git_branch_or_none(cwd: Path) -> str | None:
 
 
 def _commit_or_none(cwd: Path) -> str | None:
-    from dagster_uc import git
-    from dagster_uc.errors import DagsterUcError
-
     try:
         return git.head_commit(cwd)
     except DagsterUcError:
@@ -364,7 +354,6 @@ def _check_build_inputs(config: Config, cwd: Path, options: DeployOptions) -> No
     """Bad build input is a usage error before anything runs anywhere."""
     if options.skip_build:
         return
-    from dagster_uc.build import BuildSecret, check_build_secrets, resolve_build_env_vars
 
     root = (cwd / config.repository_root).resolve()
     if not root.is_dir():
@@ -385,14 +374,10 @@ def _check_build_inputs(config: Config, cwd: Path, options: DeployOptions) -> No
 
 
 def _podman() -> Any:
-    from dagster_uc.build import Podman
-
     return Podman(on_command=lambda command: output.debug(f"$ {command}"))
 
 
 def _tls_verify(config: Config) -> bool:
-    from dagster_uc.registry import is_loopback
-
     return not (config.container_registry_insecure or is_loopback(config.container_registry))
 
 
@@ -400,8 +385,6 @@ def _az_login(config: Config, options: DeployOptions, steps: Steps, session: Ses
     """Log podman (and Helm, for a chart in the registry) in with an `az acr` token, before the
     registry is first asked for tags; our registry client uses the same token (with
     --use-sudo podman's login lands in root's auth file, which we cannot read)."""
-    from dagster_uc.azure import login_registry
-
     helm = "helm" if config.container_registry_chart_path and not config.helm_chart_path else None
     with steps.step(f"Logging in to {config.container_registry} with az"):
         credentials = login_registry(
@@ -417,8 +400,6 @@ def _az_login(config: Config, options: DeployOptions, steps: Steps, session: Ses
 def _build_and_push(
     config: Config, plan: DeployPlan, cwd: Path, options: DeployOptions, steps: Steps
 ) -> None:
-    from dagster_uc.build import BuildRequest, BuildSecret
-
     tls_verify = _tls_verify(config)
     podman = _podman()
     request = BuildRequest(

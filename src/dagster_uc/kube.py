@@ -169,7 +169,7 @@ def _transport(single: Any, proxy_url: str | None, environ: Mapping[str, str] | 
     import httpx2
     from lightkube.config.client_adapter import verify_cluster
 
-    from dagster_uc.kube_retry import RetryingTransport
+    from dagster_uc.kube_retry import RetryingTransport  # imports httpx2 at load: kept lazy
 
     verify = verify_cluster(single.cluster, single.user, single.abs_file)
 

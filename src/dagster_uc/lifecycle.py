@@ -11,12 +11,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from dagster_uc.deploy import deployer_identity, now_iso
 from dagster_uc.errors import UsageError
+from dagster_uc.naming import (
+    PROJECT_SEPARATOR,
+    compute_deployment_name,
+    image_repository,
+    name_from_user_input,
+    sanitize,
+    ui_name,
+)
+from dagster_uc.pods import (
+    Diagnosis,
+    PodStatus,
+    diagnose,
+    follow_logs_until,
+    format_diagnosis,
+    readiness_summary,
+)
 from dagster_uc.release_mode import PER_LOCATION, list_scope, mode_of, scope_of
 from dagster_uc.rollout import WaitTarget, apply_change_locked
 from dagster_uc.rollout_location import apply_location_change, remove_locations
 from dagster_uc.values import (
     DeploymentRecord,
+    build_entry,
     entries,
     entry_tag,
     find_entry,
@@ -26,9 +44,7 @@ from dagster_uc.values import (
 )
 
 if TYPE_CHECKING:
-    from dagster_uc.pods import Diagnosis, PodStatus
     from dagster_uc.progress import Steps
-    from dagster_uc.rollout import WaitTarget
     from dagster_uc.session import Session
     from dagster_uc.state import StateSnapshot
 
@@ -69,8 +85,6 @@ def rows_from_state(
     values: dict[str, Any], readiness: dict[str, tuple[int, int]]
 ) -> list[DeploymentRow]:
     """Pure: one row per registered deployment, with what its record and pods tell."""
-    from dagster_uc.naming import ui_name
-
     rows = []
     for entry in entries(values):
         record = record_of(entry)
@@ -96,8 +110,6 @@ def rows_from_state(
 
 def list_deployments(session: Session) -> list[DeploymentRow]:
     """Two API calls: the values ConfigMap and one pod list."""
-    from dagster_uc.pods import readiness_summary
-
     values = session.state.read().values
     names = [e["name"] for e in entries(values)]
     scope = list_scope(session.config, mode_of(session)) if names else None
@@ -108,8 +120,6 @@ def list_deployments(session: Session) -> list[DeploymentRow]:
 
 def resolve_names(values: dict[str, Any], requested: Iterable[str]) -> list[str]:
     """Internal names for what the user typed (UI names with ':' accepted); unknown ones are an error."""
-    from dagster_uc.naming import name_from_user_input
-
     known = {e["name"] for e in entries(values)}
     names = []
     for text in requested:
@@ -144,8 +154,6 @@ def _record(
     branch: str | None = None,
     cicd: bool = False,
 ) -> DeploymentRecord:
-    from dagster_uc.deploy import deployer_identity, now_iso
-
     return DeploymentRecord(
         tag=tag,
         by=deployer_identity(),
@@ -235,9 +243,6 @@ def revive(
     timeout_s: float = 300,
 ) -> str:
     """Deploy `name` again from an image tag already in the registry (no build)."""
-    from dagster_uc.naming import image_repository, name_from_user_input
-    from dagster_uc.values import build_entry
-
     config = session.config
     internal = name_from_user_input(name)
     state = session.state.read()
@@ -398,8 +403,6 @@ def plan_prune(
     are named after an environment, not a branch: they go only by age, and only with
     `include_cicd`. Deployments without a record have no known age.
     """
-    from dagster_uc.naming import PROJECT_SEPARATOR, compute_deployment_name, sanitize
-
     prefix = None
     if project is not None:
         computed = compute_deployment_name(branch="x", cicd=False, environment="x", project=project)
@@ -529,8 +532,6 @@ def check(
     whose pod does not exist yet is waited for within the same timeout."""
     import time
     from dataclasses import replace as replaced
-
-    from dagster_uc.pods import diagnose, follow_logs_until, format_diagnosis
 
     state = session.state.read()
     internal = resolve_names(state.values, [name])[0]

@@ -34,7 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from dagster_uc.errors import OperationError
+from dagster_uc import output
+from dagster_uc.errors import DagsterUcError, OperationError, UsageError
 from dagster_uc.kube import api_error_code, api_errors
 
 if TYPE_CHECKING:
@@ -421,9 +422,6 @@ class DeployLock:
         Best effort: when the API server cannot be reached the Lease simply expires, so a
         failure here is a warning and never hides the outcome of the deploy itself.
         """
-        from dagster_uc import output
-        from dagster_uc.errors import DagsterUcError
-
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
@@ -613,8 +611,6 @@ def lock_status(client: Client, config: Config) -> LockStatus:
 
 def release_lock(client: Client, config: Config, *, force: bool) -> str:
     """`lock release`: free the lock; one held by another user or machine only with `force`."""
-    from dagster_uc.errors import UsageError
-
     status = lock_status(client, config)
     if not status.is_held():
         return f"The deploy lock {status.name} is not held; nothing to release."

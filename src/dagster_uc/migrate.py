@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagster_uc import output
 from dagster_uc.errors import OperationError, UsageError
+from dagster_uc.helm import chart_source
 from dagster_uc.kube import api_error_code, api_errors
 from dagster_uc.pods import UserCode, wait_for_rollout
 from dagster_uc.release_mode import (
@@ -39,7 +40,7 @@ from dagster_uc.release_mode import (
 )
 from dagster_uc.rollout_location import global_lock
 from dagster_uc.state import dump_yaml
-from dagster_uc.values import entries
+from dagster_uc.values import entries, find_entry
 
 if TYPE_CHECKING:
     from dagster_uc.progress import Steps
@@ -163,8 +164,6 @@ def _render(session: Session, release: str, document: dict[str, Any]) -> list[An
     """The objects the chart renders for `release` with `document` (no cluster access)."""
     from lightkube import codecs
 
-    from dagster_uc.helm import chart_source
-
     text = session.helm.template(release, chart_source(session.config), dump_yaml(document))
     return [o for o in codecs.load_all_yaml(text) if o is not None]
 
@@ -232,9 +231,6 @@ def _wait_ready(
 
 
 def _move_to_own(session: Session, move: Move, timeout_s: float, guard: Callable[[], None]) -> None:
-    from dagster_uc.helm import chart_source
-    from dagster_uc.values import find_entry
-
     config = session.config
     values = session.state.read().values
     entry = find_entry(values, move.name)
@@ -252,8 +248,6 @@ def _move_to_own(session: Session, move: Move, timeout_s: float, guard: Callable
 def _move_to_shared(
     session: Session, moves: list[Move], timeout_s: float, guard: Callable[[], None]
 ) -> None:
-    from dagster_uc.helm import chart_source
-
     config = session.config
     release = config.helm_release_name
     values = session.state.read().values
@@ -270,8 +264,6 @@ def _move_to_shared(
 def _drain(session: Session, release: str) -> None:
     """Upgrade `release` without the locations that moved out (Helm deletes their old
     Deployments; the Services, marked keep, stay), then uninstall it when nothing is left."""
-    from dagster_uc.helm import chart_source
-
     config = session.config
     values = session.state.read().values
     owners = _service_owners(session)

@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING
 
 from dagster_uc import output
 from dagster_uc.errors import DagsterUcError, OperationError
+from dagster_uc.helm import PENDING_STATUSES, chart_source
+from dagster_uc.instance import restart_deployments
 from dagster_uc.lock import DeployLock, LockLost
+from dagster_uc.pods import UserCode, diagnose, format_diagnosis, wait_for_rollout
 from dagster_uc.reload import reload_webserver, workspace_locations
+from dagster_uc.state import StateSnapshot, dump_yaml
 from dagster_uc.values import (
     DeploymentHistory,
     entries,
@@ -29,11 +33,11 @@ from dagster_uc.values import (
     remove_entries,
     upsert_entry,
 )
+from dagster_uc.workspace import workspace_document, workspace_yaml
 
 if TYPE_CHECKING:
     from dagster_uc.progress import Steps
     from dagster_uc.session import Session
-    from dagster_uc.state import StateSnapshot
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,6 @@ def apply_change(
     read). Ctrl-C is held back while a ConfigMap write is in flight (so no write is cut in half)
     and handled like a failure afterwards: the state, workspace and release are restored.
     """
-    from dagster_uc.helm import chart_source
-    from dagster_uc.state import dump_yaml
-    from dagster_uc.workspace import workspace_yaml
-
     config = session.config
     helm = session.helm
     release = config.helm_release_name
@@ -133,8 +133,6 @@ def apply_change(
 
 def _restart_dagster(session: Session, steps: Steps) -> list[str]:
     """Restart the webserver and daemon Deployments; returns the ones restarted."""
-    from dagster_uc.instance import restart_deployments
-
     config = session.config
     names = [config.dagster_webserver_deployment_name, config.dagster_daemon_deployment_name]
     with steps.step("Restarting Dagster (webserver and daemon)"):
@@ -153,8 +151,6 @@ def _reload_or_restart(
     """`dagster_reload: reload`: ask the running webserver to reload its workspace and wait
     until it shows the new set of locations (the daemon re-reads the file by itself within a
     minute); restart both, as in `restart` mode, when that does not happen in time."""
-    from dagster_uc.workspace import workspace_document
-
     config = session.config
     expected = set(workspace_locations(workspace_document(after.values)))
     shown_before = set(workspace_locations(workspace_document(before.values)))
@@ -284,8 +280,6 @@ def terminate_as_interrupt() -> Iterator[None]:
 def _wait_all(
     session: Session, targets: list[WaitTarget], timeout_s: float, guard: Callable[[], None]
 ) -> None:
-    from dagster_uc.pods import UserCode, diagnose, format_diagnosis, wait_for_rollout
-
     scope = UserCode.of(session.config)
     namespace = session.config.namespace
     for target in targets:
@@ -321,8 +315,6 @@ def _prepare_release(session: Session, guard: Callable[[], None]) -> int | None:
     hold the deploy lock (`guard` checks it), so nobody else is running Helm on it: unlock it
     first.
     """
-    from dagster_uc.helm import PENDING_STATUSES
-
     helm = session.helm
     release = session.config.helm_release_name
     revisions = helm.history(release)
@@ -382,9 +374,6 @@ def _restore(
     """Put the release, the values and the workspace back as they were before the change
     (`revision`: the release revision to roll back to; None uninstalls; _UNTOUCHED keeps it).
     `guard` runs before each step: a lost lock stops the rollback (LockLost is raised)."""
-    from dagster_uc.state import dump_yaml
-    from dagster_uc.workspace import workspace_yaml
-
     release = session.config.helm_release_name
     with steps.step("Rolling back to the previous state"):
         try:
@@ -414,8 +403,6 @@ def _roll_release_back(session: Session, revision: int, values_yaml: str) -> Non
     resources from its manifest without deleting them (a delete or prune), Helm finds them in
     the cluster but not in that revision and refuses. An upgrade compares with the last
     deployed revision, which still has them."""
-    from dagster_uc.helm import chart_source
-
     release = session.config.helm_release_name
     try:
         session.helm.rollback(release, revision)

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from dagster_uc import output
 from dagster_uc.errors import DagsterUcError, OperationError
+from dagster_uc.helm import PENDING_STATUSES, chart_source
 from dagster_uc.lock import DeployLock, LockLost
+from dagster_uc.pods import diagnose, format_diagnosis, wait_for_rollout
 from dagster_uc.release_mode import (
     PER_LOCATION,
     location_lock,
@@ -36,12 +38,13 @@ from dagster_uc.rollout import (
     reverted,
     terminate_as_interrupt,
 )
-from dagster_uc.values import entry_tag, find_entry
+from dagster_uc.state import StateSnapshot, dump_yaml
+from dagster_uc.values import entry_tag, find_entry, upsert_entry
+from dagster_uc.workspace import workspace_yaml
 
 if TYPE_CHECKING:
     from dagster_uc.progress import Steps
     from dagster_uc.session import Session
-    from dagster_uc.state import StateSnapshot
 
 T = TypeVar("T")
 #: How often, at most, the wait checks that no newer change of the location went out.
@@ -160,8 +163,6 @@ def global_lock(
 def prepare_release(session: Session, release: str, guard: Callable[[], None]) -> int | None:
     """The deployed revision to go back to (None: uninstall), after unlocking a release left
     `pending-*` by an interrupted run (we hold its lock, so nobody else runs Helm on it)."""
-    from dagster_uc.helm import PENDING_STATUSES
-
     revisions = session.helm.history(release, max_revisions=16)
     if revisions and revisions[-1].status in PENDING_STATUSES:
         guard()
@@ -180,10 +181,6 @@ def _apply(
     lock: DeployLock,
     steps: Steps,
 ) -> Applied:
-    from dagster_uc.helm import chart_source
-    from dagster_uc.state import dump_yaml
-    from dagster_uc.workspace import workspace_yaml
-
     config = session.config
     release = location_release_name(config.helm_release_name, name)
     previous = prepare_release(session, release, lock.ensure_held)
@@ -222,9 +219,6 @@ def _apply(
 def _wait(session: Session, name: str, image: str, timeout_s: float) -> None:
     """Wait until `image` of `name` is ready; stop early (Superseded) when the state shows a
     newer change of the location (its entry no longer names `image`)."""
-    from dagster_uc.errors import OperationError
-    from dagster_uc.pods import diagnose, format_diagnosis, wait_for_rollout
-
     config = session.config
     scope = scope_of(config, PER_LOCATION, name)
     tag = image.rsplit(":", 1)[-1]
@@ -273,10 +267,6 @@ def undo_location(
     """Put `name`'s entry, the workspace and its release back as before `applied`, unless a
     newer change of `name` went out since (then nothing is touched: the newer change wins).
     `applied.ours`: -1 when Helm ran but its revision is unknown, None when it never ran."""
-    from dagster_uc.helm import chart_source
-    from dagster_uc.state import dump_yaml
-    from dagster_uc.workspace import workspace_yaml
-
     config = session.config
     release = location_release_name(config.helm_release_name, name)
     ours = find_entry(applied.after.values, name)
@@ -332,8 +322,6 @@ def remove_locations(
     location's release uninstalled under its own Lease (a few at a time), unless it was
     deployed again meanwhile; one reload of Dagster at the end. Releases that could not be
     uninstalled get their entries back, so the state keeps naming what runs."""
-    from dagster_uc.workspace import workspace_yaml
-
     config = session.config
     with global_lock(session, steps, reset_lock=reset_lock) as lock:
         with interrupts_deferred(), steps.step("Updating the list of code locations"):
@@ -396,9 +384,6 @@ def uninstall_releases(
 
 
 def _put_back(session: Session, before: StateSnapshot, names: list[str]) -> None:
-    from dagster_uc.values import upsert_entry
-    from dagster_uc.workspace import workspace_yaml
-
     def change(current: StateSnapshot) -> StateSnapshot:
         values = current.values
         for name in names:

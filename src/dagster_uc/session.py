@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from dagster_uc.helm import Helm, HelmOptions
+from dagster_uc.kube import make_client
+from dagster_uc.registry import RegistryClient, connect
+from dagster_uc.state import ClusterState
+
 if TYPE_CHECKING:
     from lightkube import Client
 
     from dagster_uc.config import Config
-    from dagster_uc.helm import Helm
-    from dagster_uc.registry import RegistryClient
-    from dagster_uc.state import ClusterState
 
 
 class Session:
@@ -24,20 +26,14 @@ class Session:
 
     @functools.cached_property
     def client(self) -> Client:
-        from dagster_uc.kube import make_client
-
         return make_client(self.config.kubernetes_context, self.config.namespace)
 
     @functools.cached_property
     def state(self) -> ClusterState:
-        from dagster_uc.state import ClusterState
-
         return ClusterState(self.client, self.config)
 
     @functools.cached_property
     def helm(self) -> Helm:
-        from dagster_uc.helm import Helm, HelmOptions
-
         return Helm(
             HelmOptions(
                 kube_context=self.config.kubernetes_context,
@@ -50,8 +46,6 @@ class Session:
 
     @functools.cached_property
     def registry(self) -> RegistryClient:
-        from dagster_uc.registry import connect
-
         return connect(
             self.config.container_registry, insecure=self.config.container_registry_insecure
         )

@@ -24,7 +24,7 @@ from dagster_uc.history import (
     history_to_document,
 )
 from dagster_uc.kube import api_error_code, api_errors, describe_api_error
-from dagster_uc.values import entries, entry_tag, upsert_entry
+from dagster_uc.values import empty_values, entries, entry_tag, upsert_entry
 
 if TYPE_CHECKING:
     from lightkube import Client
@@ -204,8 +204,6 @@ class ClusterState:
         )
 
     def _initial_values(self) -> dict[str, Any]:
-        from dagster_uc.values import empty_values
-
         return empty_values(self.config)
 
     def _snapshot(self, configmap: Any) -> StateSnapshot:
