@@ -269,8 +269,8 @@ def test_a_token_the_registry_no_longer_accepts_is_fetched_again(
 
 
 def host_address() -> str | None:
-    """This machine's address on its network (not loopback: dagster-uc speaks plain HTTP to
-    loopback registries), or None when it has none."""
+    """This machine's address on its network (not loopback: the test is about a registry
+    elsewhere, which dagster-uc only ever speaks HTTPS to), or None when it has none."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect

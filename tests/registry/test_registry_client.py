@@ -127,11 +127,37 @@ def test_unreachable_registry_is_one_sentence() -> None:
 
 def test_transport_defaults() -> None:
     assert RegistryClient("myacr.azurecr.io").base_url == "https://myacr.azurecr.io"
-    assert RegistryClient("127.0.0.1:5000").base_url == "http://127.0.0.1:5000"
-    assert RegistryClient("localhost:5000").base_url == "http://localhost:5000"
-    assert RegistryClient("[::1]:5000").base_url == "http://[::1]:5000"
     assert RegistryClient("http://registry.lan:5000").base_url == "http://registry.lan:5000"
-    assert is_loopback("127.1.2.3:80") and not is_loopback("10.0.0.1:5000")
+    assert RegistryClient("http://127.0.0.1:5000").base_url == "http://127.0.0.1:5000"
+    assert is_loopback("127.1.2.3:80") and is_loopback("localhost:5000")
+    assert is_loopback("[::1]:5000") and not is_loopback("10.0.0.1:5000")
+
+
+def test_loopback_registry_is_spoken_to_as_it_answers(tmp_path: Path, repo: str) -> None:
+    """A registry on this machine: plain HTTP when it serves plain HTTP, verified HTTPS when
+    it speaks TLS, and a certificate nobody trusts is an error, never a fallback."""
+    with LocalRegistry("none") as plain:
+        push_many_tags(plain, repo, ["1.0.0-0"])
+        with RegistryClient(plain.host) as client:
+            assert client.list_tags(repo) == ["1.0.0-0"]
+            assert client.base_url == f"http://{plain.host}"
+    with LocalRegistry("none", tls=True) as tls:
+        push_many_tags(tls, repo, ["1.0.0-0"])
+        with (
+            RegistryClient(tls.host, certs_dirs=[tmp_path]) as client,
+            pytest.raises(
+                OperationError,
+                match=r"speaks TLS with a certificate that is not trusted here \(certificate "
+                r"verify failed.*add its CA to /etc/containers/certs\.d/",
+            ),
+        ):
+            client.list_tags(repo)
+        (tmp_path / tls.host).mkdir()
+        assert tls.tls_cert is not None
+        (tmp_path / tls.host / "ca.crt").write_bytes(tls.tls_cert.read_bytes())
+        with RegistryClient(tls.host, certs_dirs=[tmp_path]) as client:
+            assert client.list_tags(repo) == ["1.0.0-0"]
+            assert client.base_url == f"https://{tls.host}"
 
 
 def test_tls_registry_verification(tmp_path: Path, repo: str) -> None:
@@ -182,7 +208,7 @@ def test_persistent_server_error_is_one_sentence(
 ) -> None:
     with RegistryClient(paging_proxy.host) as client:
         client._sleep = lambda _s: None
-        paging_proxy.faults.append(Fault(503, count=3))
+        paging_proxy.faults.append(Fault(503, count=3, path_contains="/tags/list"))
         with pytest.raises(OperationError) as info:
             client.list_tags(repo)
     assert str(info.value) == (

@@ -25,8 +25,8 @@ def test_registry_with_a_path_connects_to_the_host(
     push_many_tags(plain_registry, f"myorg/{repo}", ["1.8.4-0", "1.8.4-1"])
     with connect(f"{plain_registry.host}/myorg") as client:
         assert client.registry == plain_registry.host
-        assert client.base_url == f"http://{plain_registry.host}"
         assert sorted(client.list_tags(f"myorg/{repo}")) == ["1.8.4-0", "1.8.4-1"]
+        assert client.base_url == f"http://{plain_registry.host}"
     assert is_loopback(f"{plain_registry.host}/myorg")
 
 

@@ -1,8 +1,10 @@
 """The HTTP side of the registry client: transport, proxies, retries, authentication, errors.
 
 Transport: HTTPS with verification by default (system trust store, plus podman's
-``certs.d/<host>/*.crt``). Loopback registries (127.0.0.0/8, ``localhost``, ``::1``) are spoken
-to over plain HTTP. ``insecure=True`` behaves like podman's ``--tls-verify=false``: HTTPS
+``certs.d/<host>/*.crt``). Loopback registries (127.0.0.0/8, ``localhost``, ``::1``) get
+plain HTTP when they serve it (a registry started with ``podman run -p 5000:5000 registry``) and
+verified HTTPS when they speak TLS; a certificate that fails verification is an error, never
+a reason to fall back. ``insecure=True`` behaves like podman's ``--tls-verify=false``: HTTPS
 without certificate verification first, plain HTTP when the registry does not speak TLS.
 An explicit ``http://`` or ``https://`` prefix on the registry pins the scheme. Proxies come
 from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` as podman reads them (see ``proxies``).
@@ -101,6 +103,20 @@ def detail_suffix(response: httpx.Response) -> str:
     return f" ({detail})" if detail else ""
 
 
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """The TLS handshake completed far enough to judge the certificate, and it failed."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
 def reason(exc: Exception) -> str:
     """The first line of an exception's text without OpenSSL/errno decorations."""
     text = str(exc).strip() or type(exc).__name__
@@ -143,7 +159,7 @@ class RegistryConnection:
         elif insecure:
             self._schemes = ["https", "http"]
         elif is_loopback(address.host):
-            self._schemes = ["http"]
+            self._schemes = ["http", "https"]
         else:
             self._schemes = ["https"]
         self._scheme: str | None = self._schemes[0] if len(self._schemes) == 1 else None
@@ -273,7 +289,10 @@ class RegistryConnection:
             attempt += 1
 
     def _resolve_scheme(self) -> None:
-        """For insecure registries: HTTPS without verification, else plain HTTP (like podman)."""
+        """Pick the scheme of a registry that may speak either: an insecure one HTTPS first
+        (like podman), a loopback one plain HTTP first (the usual local registry) and HTTPS
+        when it answers like a TLS server; an untrusted certificate is an error unless the
+        registry is insecure."""
         if self._scheme is not None:
             return
         import httpx
@@ -282,8 +301,20 @@ class RegistryConnection:
         for scheme in self._schemes:
             try:
                 self.request_count += 1
-                self._http().get(f"{scheme}://{self.address.api_host}/v2/")
+                probe = self._http().get(f"{scheme}://{self.address.api_host}/v2/")
+                if scheme == "http" and probe.status_code == 400:
+                    # A TLS server's answer to plain HTTP (Go's and nginx's alike); /v2/
+                    # answers 200 or 401 otherwise.
+                    error = error or OperationError(f"HTTP 400{detail_suffix(probe)}")
+                    continue
             except httpx.TransportError as exc:
+                if not self.insecure and _untrusted_certificate(exc):
+                    raise OperationError(
+                        f"registry {self.registry} speaks TLS with a certificate that is not "
+                        f"trusted here ({reason(exc)}); add its CA to "
+                        f"/etc/containers/certs.d/{self.address.api_host}/ca.crt or set "
+                        "container_registry_insecure: true."
+                    ) from None
                 error = error or exc
                 continue
             self._scheme = scheme
