@@ -488,16 +488,18 @@ class Helm:
                 f"{helm_error_text(run.stderr, run.stdout)}"
             )
 
-    def uninstall(self, release: str, *, timeout_s: int | None = None) -> None:
-        """`helm uninstall`; a release that does not exist is not an error."""
-        cmd = [self.options.binary, "uninstall", release, *_connection_args(self.options)]
+    def uninstall(self, *releases: str, timeout_s: int | None = None) -> None:
+        """`helm uninstall`; a release that does not exist is not an error. Several releases
+        go in one Helm process (one client setup instead of one each); Helm removes them in
+        order and stops at the first failure."""
+        cmd = [self.options.binary, "uninstall", *releases, *_connection_args(self.options)]
         cmd += ["--ignore-not-found"]
         if timeout_s is not None:
             cmd += ["--timeout", f"{int(timeout_s)}s"]
         run = self._run(cmd, timeout_s=(timeout_s or _DEFAULT_TIMEOUT_S) + _GRACE_S)
         if run.returncode != 0:
             raise OperationError(
-                f"helm uninstall of release {release} failed: "
+                f"helm uninstall of release {', '.join(releases)} failed: "
                 f"{helm_error_text(run.stderr, run.stdout)}"
             )
 

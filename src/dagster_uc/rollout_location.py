@@ -351,36 +351,77 @@ def remove_locations(
 
 #: Helm processes run at once when many releases are removed or moved.
 PARALLEL_HELM = 4
+#: Releases one `helm uninstall` removes at most: one Helm process costs about as much as
+#: removing one release, so `delete --all` of many hands each process a batch.
+UNINSTALL_BATCH = 16
+
+
+def uninstall_batches(names: list[str]) -> list[list[str]]:
+    """`names` in batches for PARALLEL_HELM workers: as even as possible, none larger than
+    UNINSTALL_BATCH, order kept."""
+    if not names:
+        return []
+    count = max(PARALLEL_HELM, -(-len(names) // UNINSTALL_BATCH))
+    count = min(count, len(names))
+    size, extra = divmod(len(names), count)
+    batches, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        batches.append(names[start:end])
+        start = end
+    return batches
 
 
 def uninstall_releases(
     session: Session, names: list[str], guard: Callable[[], None]
 ) -> dict[str, str]:
-    """Uninstall the release of each of `names`, each under its Lease, a few at a time;
-    returns {name: error} of those that failed. A name registered again meanwhile (a deploy
-    that came after our state change) keeps its release."""
+    """Uninstall the release of each of `names`, each under its Lease, a batch per Helm process
+    and a few processes at a time; returns {name: error} of those that failed. A name
+    registered again meanwhile (a deploy that came after our state change) keeps its release."""
     from concurrent.futures import ThreadPoolExecutor
 
     config = session.config
 
-    def one(name: str) -> str | None:
-        guard()
-        lock = location_lock(session, name)
-        try:
-            lock.acquire()
-            try:
-                if find_entry(session.state.read().values, name) is not None:
-                    return None
-                session.helm.uninstall(location_release_name(config.helm_release_name, name))
-            finally:
-                lock.release()
-        except DagsterUcError as exc:
-            return str(exc)
-        return None
+    def release(name: str) -> str:
+        return location_release_name(config.helm_release_name, name)
 
+    def one_batch(batch: list[str]) -> dict[str, str]:
+        guard()
+        failed: dict[str, str] = {}
+        held = []
+        try:
+            for name in batch:
+                lock = location_lock(session, name)
+                try:
+                    lock.acquire()
+                except DagsterUcError as exc:
+                    failed[name] = str(exc)
+                    continue
+                held.append((name, lock))
+            values = session.state.read().values
+            todo = [name for name, _ in held if find_entry(values, name) is None]
+            if not todo:
+                return failed
+            try:
+                session.helm.uninstall(*(release(name) for name in todo))
+            except DagsterUcError:
+                # Helm stops at the first failure: find out which, one release at a time
+                # (those already removed are not-found now, which is no error).
+                for name in todo:
+                    try:
+                        session.helm.uninstall(release(name))
+                    except DagsterUcError as exc:
+                        failed[name] = str(exc)
+        finally:
+            for _, lock in held:
+                lock.release()
+        return failed
+
+    failed: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=PARALLEL_HELM) as pool:
-        outcomes = list(pool.map(one, names))
-    return {n: error for n, error in zip(names, outcomes, strict=True) if error is not None}
+        for outcome in pool.map(one_batch, uninstall_batches(names)):
+            failed.update(outcome)
+    return failed
 
 
 def _put_back(session: Session, before: StateSnapshot, names: list[str]) -> None:

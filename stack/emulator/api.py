@@ -103,12 +103,14 @@ class Api:
         label_reqs: list[Any] | None = None,
         field_reqs: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        return [
-            o
-            for o in self.store.list(res, ns if res.namespaced else None)
-            if labels_match(label_reqs or [], o["metadata"].get("labels"))
-            and fields_match(field_reqs or [], o)
-        ]
+        return self.store.list(
+            res,
+            ns if res.namespaced else None,
+            lambda o: (
+                labels_match(label_reqs or [], o["metadata"].get("labels"))
+                and fields_match(field_reqs or [], o)
+            ),
+        )
 
     # --- writes --------------------------------------------------------------------------
 
@@ -431,10 +433,8 @@ class Api:
             scope = meta.get("namespace") if r.namespaced and res.namespaced else None
             if res.namespaced and not r.namespaced:
                 continue
-            for child in self.store.list(r, scope):
+            for child in self.store.list(r, scope, lambda o: _owned_by(o, uid)):
                 refs = child["metadata"].get("ownerReferences") or []
-                if not any(ref.get("uid") == uid for ref in refs):
-                    continue
                 if policy == "Orphan":
                     child["metadata"]["ownerReferences"] = [x for x in refs if x.get("uid") != uid]
                     if not child["metadata"]["ownerReferences"]:
@@ -667,6 +667,10 @@ class Api:
     def next_pod_ip(self) -> str:
         self._ip += 1
         return f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
 def drop_nulls(value: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import copy
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -138,6 +137,16 @@ class Watcher:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
 
 
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON-like value (dicts, lists, scalars): what the store holds. About
+    five times faster than ``copy.deepcopy``, which matters because every read copies."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
 class Store:
     HISTORY = 50_000
 
@@ -155,19 +164,29 @@ class Store:
     def resource_version(self) -> int:
         return self._rv
 
+    def uids(self, res: Resource) -> set[str]:
+        with self.lock:
+            return {o["metadata"]["uid"] for o in self._objects[res].values()}
+
     def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         with self.lock:
             obj = self._objects[res].get((namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return clone(obj) if obj is not None else None
 
-    def list(self, res: Resource, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Copies of the objects of `res` (in `namespace`), by name; `where` filters the
+        stored objects before they are copied, so a selective list costs what it returns."""
         with self.lock:
-            items = [
-                copy.deepcopy(o)
+            return [
+                clone(o)
                 for (ns, _), o in sorted(self._objects[res].items())
-                if namespace is None or ns == namespace
+                if (namespace is None or ns == namespace) and (where is None or where(o))
             ]
-            return items
 
     def write(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         """Store `obj` under a fresh resourceVersion; emits ADDED or MODIFIED."""
@@ -177,10 +196,10 @@ class Store:
             old = self._objects[res].get(key)
             self._rv += 1
             meta["resourceVersion"] = str(self._rv)
-            stored = copy.deepcopy(obj)
+            stored = clone(obj)
             self._objects[res][key] = stored
             self._emit(Event("MODIFIED" if old else "ADDED", res, stored, old, self._rv))
-            return copy.deepcopy(stored)
+            return clone(stored)
 
     def remove(self, res: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         with self.lock:
@@ -188,10 +207,10 @@ class Store:
             if old is None:
                 return None
             self._rv += 1
-            gone = copy.deepcopy(old)
+            gone = clone(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
             self._emit(Event("DELETED", res, gone, old, self._rv))
-            return copy.deepcopy(gone)
+            return clone(gone)
 
     def _emit(self, event: Event) -> None:
         self.history.append(event)

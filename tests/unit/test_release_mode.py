@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dagster_uc.config import Config
 from dagster_uc.release_mode import (
@@ -14,6 +16,7 @@ from dagster_uc.release_mode import (
     location_values,
     resolve_mode,
 )
+from dagster_uc.rollout_location import PARALLEL_HELM, UNINSTALL_BATCH, uninstall_batches
 
 HELM_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -157,3 +160,16 @@ def test_doctor_warns_when_the_releases_do_not_fit_the_mode() -> None:
 
     moved = describe_release_mode(config(helm_release_mode="per-location"), False, {"b": own})
     assert moved.status == "ok" and "1 location(s), each in a release of its own" in moved.message
+
+
+@given(st.lists(st.integers(), unique=True, max_size=300))
+def test_uninstall_batches_cover_every_name_once_in_order(names: list[int]) -> None:
+    labels = [f"loc-{n}" for n in names]
+    batches = uninstall_batches(labels)
+    assert [name for batch in batches for name in batch] == labels
+    assert all(0 < len(batch) <= UNINSTALL_BATCH for batch in batches)
+    if labels:
+        sizes = [len(batch) for batch in batches]
+        assert max(sizes) - min(sizes) <= 1
+        # a few Helm processes at once whenever there are that many names
+        assert len(batches) >= min(PARALLEL_HELM, len(labels))
