@@ -230,6 +230,8 @@ def test_two_branches_deployed_at_the_same_time_both_end_up_registered(stack: St
 
     for result in results:
         assert result.returncode == 0, result.output
+    # Both gave the lock back (a failed release would be a warning in their output).
+    assert lease_holder(stack) is None, "\n".join(r.output for r in results)
     assert entry_tag(stack, NAME) == "1.8.4-0"
     assert entry_tag(stack, "demo-project--feat-other") == "1.8.4-0"
     assert sorted(stack.locations()) == ["demo-project:feat-hello", "demo-project:feat-other"]
