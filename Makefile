@@ -37,10 +37,11 @@ lint: install
 
 # The end-to-end tests that `make test` runs a second time on the real control plane.
 E2E_REAL ?= tests/e2e/test_deploy.py tests/e2e/test_lifecycle.py tests/e2e/test_reliability.py \
-	tests/e2e/test_rbac.py tests/e2e/test_sidecars_and_lookups.py
+	tests/e2e/test_rbac.py tests/e2e/test_sidecars_and_lookups.py tests/e2e/test_release_modes.py \
+	tests/e2e/test_release_modes_lifecycle.py tests/e2e/test_migrate.py
 
-# Every check: lint, the whole suite on the emulator, then the deploy, lifecycle, reliability
-# and RBAC end-to-end tests again on the real control plane.
+# Every check: lint, the whole suite on the emulator, then the deploy, lifecycle, reliability,
+# RBAC, release-mode and migrate end-to-end tests again on the real control plane.
 test: system-deps install tools controlplane lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 	DAGSTER_UC_E2E_CLUSTER=real $(BIN)/pytest $(E2E_REAL)
