@@ -31,13 +31,13 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from dagster_uc.config_masking import MASK
 from dagster_uc.errors import OperationError, UsageError
 
 OutputCallback = Callable[[str], None]
 
 PODMAN = "podman"
 SUDO = "sudo"
-MASK = "***"
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ASSIGNMENT_FLAGS = frozenset({"--env", "-e", "--build-arg"})

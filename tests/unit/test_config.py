@@ -16,11 +16,11 @@ from dagster_uc.config import (
     field_kind,
     find_config_file,
     load_config,
-    masked_config,
     merge_layers,
     parse_env_value,
     suggest_key,
 )
+from dagster_uc.config_masking import masked_config
 from dagster_uc.errors import ConfigError
 
 REQUIRED = {

@@ -67,7 +67,7 @@ def show_config(
     """Show the effective configuration of the environment (secrets masked)."""
 
     def body() -> None:
-        from dagster_uc.config import masked_config
+        from dagster_uc.config_masking import masked_config
 
         loaded = load()
         data = masked_config(loaded)
