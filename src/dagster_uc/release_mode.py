@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagster_uc.kube import api_errors
-from dagster_uc.lock import DeployLock, OriginalLock, status_from_lease
+from dagster_uc.lease import status_from_lease
+from dagster_uc.lock import DeployLock, OriginalLock
 from dagster_uc.pods import UserCode
 from dagster_uc.pods.model import COMPONENT_LABEL, USER_DEPLOYMENTS
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from lightkube import Client
 
     from dagster_uc.config import Config
-    from dagster_uc.lock import LockStatus
+    from dagster_uc.lease import LockStatus
     from dagster_uc.session import Session
 
 SHARED = "shared"

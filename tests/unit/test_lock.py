@@ -12,7 +12,8 @@ import pytest
 
 from dagster_uc.errors import OperationError
 from dagster_uc.kube import make_client
-from dagster_uc.lock import DeployLock, LockLost, LockStatus, OriginalLock, micro_time
+from dagster_uc.lease import LockStatus, micro_time
+from dagster_uc.lock import DeployLock, LockLost, OriginalLock
 from stack.pytest_plugin import KubeEnv
 
 NAME = "dagster-uc-semaphore"

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dagster_uc.config import Config
+from dagster_uc.lease import LockStatus
 from dagster_uc.lifecycle import parse_duration, plan_prune, rows_from_state
-from dagster_uc.lock import LockStatus
 from dagster_uc.values import (
     DeploymentHistory,
     DeploymentRecord,
