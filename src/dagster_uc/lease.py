@@ -188,15 +188,21 @@ def release_lease(client: Client, namespace: str, name: str, *, only_holder: str
             return False
         if only_holder is not None and lease.spec.holderIdentity != only_holder:
             return False
-        lease.spec.holderIdentity = None
-        lease.spec.renewTime = None
-        lease.spec.acquireTime = None
         try:
-            with api_errors(f"release the deploy lock {name}"):
-                client.replace(lease)
+            clear_holder(client, lease, name)
             return True
         except OperationError as exc:
             if answered(exc, 409):
                 continue
             raise
     return False
+
+
+def clear_holder(client: Client, lease: Any, name: str) -> None:
+    """Write `lease` back with no holder: a compare-and-swap on the resourceVersion it has
+    (409 when someone wrote it since)."""
+    lease.spec.holderIdentity = None
+    lease.spec.renewTime = None
+    lease.spec.acquireTime = None
+    with api_errors(f"release the deploy lock {name}"):
+        client.replace(lease)

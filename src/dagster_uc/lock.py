@@ -38,6 +38,7 @@ from dagster_uc.lease import (
     LeaseObserver,
     LockStatus,
     answered,
+    clear_holder,
     holder_identity,
     keep_micro_times,
     lease_record,
@@ -308,12 +309,8 @@ class DeployLock:
         lease = self._lease
         if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
             return False
-        lease.spec.holderIdentity = None
-        lease.spec.renewTime = None
-        lease.spec.acquireTime = None
         try:
-            with api_errors(f"release the deploy lock {self.name}"):
-                self.client.replace(lease)
+            clear_holder(self.client, lease, self.name)
         except OperationError as exc:
             if answered(exc, 404, 409):
                 return False
