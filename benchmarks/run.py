@@ -25,6 +25,11 @@ BENCHMARKS: list[list[str]] = [
     ["benchmarks.bench_registry_tags", "--tags", "5000", "--runs", "5"],
     ["benchmarks.bench_reload", "--runs", "3"],
     ["benchmarks.bench_doctor", "--runs", "3"],
+    [
+        "benchmarks.bench_release_modes",
+        *("--sizes", "1,10,50,200", "--runs", "3", "--parallel", "1,3,6"),
+        *("--namespace-size", "200"),
+    ],
 ]
 
 
