@@ -125,13 +125,13 @@ def apply_change(
     restarted: list[str] = []
     if force_restart or location_names(before) != location_names(after):
         if config.dagster_reload == "reload" and not force_restart:
-            restarted = _reload_or_restart(session, before, after, steps)
+            restarted = reload_or_restart(session, before, after, steps)
         else:
-            restarted = _restart_dagster(session, steps)
+            restarted = restart_dagster(session, steps)
     return ChangeResult(before, after, restarted, [t.name for t in wait_for(after)] if wait else [])
 
 
-def _restart_dagster(session: Session, steps: Steps) -> list[str]:
+def restart_dagster(session: Session, steps: Steps) -> list[str]:
     """Restart the webserver and daemon Deployments; returns the ones restarted."""
     config = session.config
     names = [config.dagster_webserver_deployment_name, config.dagster_daemon_deployment_name]
@@ -145,7 +145,7 @@ def _restart_dagster(session: Session, steps: Steps) -> list[str]:
     return [n for n in names if n not in missing]
 
 
-def _reload_or_restart(
+def reload_or_restart(
     session: Session, before: StateSnapshot, after: StateSnapshot, steps: Steps
 ) -> list[str]:
     """`dagster_reload: reload`: ask the running webserver to reload its workspace and wait
@@ -170,7 +170,7 @@ def _reload_or_restart(
             else f"Dagster's webserver did not show the new set of locations within {timeout} s ({outcome.reason})"
         )
         output.warning(f"{problem}; restarting the webserver and daemon instead.")
-        return _restart_dagster(session, steps)
+        return restart_dagster(session, steps)
     added, removed = sorted(expected - shown_before), sorted(shown_before - expected)
     parts = [f"shows {', '.join(added)}"] if added else []
     parts += [f"no longer shows {', '.join(removed)}"] if removed else []

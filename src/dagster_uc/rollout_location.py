@@ -31,10 +31,10 @@ from dagster_uc.release_mode import (
 from dagster_uc.rollout import (
     ChangeResult,
     RolloutFailed,
-    _reload_or_restart,
-    _restart_dagster,
     interrupts_deferred,
     location_names,
+    reload_or_restart,
+    restart_dagster,
     reverted,
     terminate_as_interrupt,
 )
@@ -109,9 +109,9 @@ def apply_location_change(
         # Other locations may have come or gone meanwhile: Dagster must show today's set.
         current = session.state.read()
         if session.config.dagster_reload == "reload" and not force_restart:
-            restarted = _reload_or_restart(session, applied.before, current, steps)
+            restarted = reload_or_restart(session, applied.before, current, steps)
         else:
-            restarted = _restart_dagster(session, steps)
+            restarted = restart_dagster(session, steps)
     waited = [name] if wait and image is not None else []
     return ChangeResult(applied.before, applied.after, restarted, waited)
 
@@ -343,9 +343,9 @@ def remove_locations(
     if gone:
         current = session.state.read()
         if config.dagster_reload == "reload":
-            restarted = _reload_or_restart(session, before, current, steps)
+            restarted = reload_or_restart(session, before, current, steps)
         else:
-            restarted = _restart_dagster(session, steps)
+            restarted = restart_dagster(session, steps)
     return ChangeResult(before, after, restarted, [])
 
 

@@ -162,7 +162,7 @@ WaitOption = Annotated[
 _open_steps: list[Any] = []
 
 
-def _steps() -> Any:
+def new_steps() -> Any:
     """The progress of a command; `run` stops its live display when the command ends."""
     from dagster_uc.progress import Steps
 
@@ -176,7 +176,7 @@ def _close_steps() -> None:
         _open_steps.pop().close()
 
 
-def _session(loaded: LoadedConfig) -> Any:
+def open_session(loaded: LoadedConfig) -> Any:
     from dagster_uc.session import Session
 
     return Session(loaded.config)

@@ -16,10 +16,10 @@ from dagster_uc.cli.base import (
     OutputOption,
     TimeoutOption,
     WaitOption,
-    _session,
-    _steps,
     command_group,
     load,
+    new_steps,
+    open_session,
     run,
 )
 from dagster_uc.errors import UsageError
@@ -105,7 +105,7 @@ def deployment_deploy(
     With -o json one JSON object is printed on stdout at the end (also on failure) and nothing
     else; progress stays on stderr."""
     as_json = output_format is OutputFormat.json
-    steps = _steps()
+    steps = new_steps()
     report: dict[str, Any] = {"ok": False}
 
     def body() -> None:
@@ -193,7 +193,7 @@ def deployment_list(output_format: OutputOption = OutputFormat.text) -> None:
     def body() -> None:
         from dagster_uc.lifecycle import list_deployments
 
-        rows = list_deployments(_session(load()))
+        rows = list_deployments(open_session(load()))
         if output_format is OutputFormat.json:
             output.print_json([row.to_json() for row in rows])
             return
@@ -261,7 +261,7 @@ def deployment_delete(
         if sum(bool(x) for x in (name, branch, delete_all)) > 1:
             raise UsageError("Give only one of --name, --branch and --all.")
         loaded = load()
-        session = _session(loaded)
+        session = open_session(loaded)
         values = session.state.read().values
         if delete_all:
             names = [e["name"] for e in entries(values)]
@@ -292,7 +292,7 @@ def deployment_delete(
             ]
             names = resolve_names(values, computed)
         deleted = delete_deployments(
-            session, list(dict.fromkeys(names)), steps=_steps(), reset_lock=reset_lock
+            session, list(dict.fromkeys(names)), steps=new_steps(), reset_lock=reset_lock
         )
         output.success("Deleted " + ", ".join(deleted) + ".")
 
@@ -311,7 +311,9 @@ def deployment_revive(
     def body() -> None:
         from dagster_uc.lifecycle import revive
 
-        image = revive(_session(load()), name, tag, steps=_steps(), wait=wait, timeout_s=timeout)
+        image = revive(
+            open_session(load()), name, tag, steps=new_steps(), wait=wait, timeout_s=timeout
+        )
         output.success(f"Revived {name} with image {image}.")
 
     run(body)
@@ -350,7 +352,7 @@ def deployment_check(
             output.result(f"  | {text}")
 
         result = check(
-            _session(loaded),
+            open_session(loaded),
             target,
             timeout_s=timeout,
             on_status=(lambda _t: None) if as_json else output.result,
@@ -390,7 +392,7 @@ def deployment_rollback(
         from dagster_uc.lifecycle import rollback
 
         before, after = rollback(
-            _session(load()), name, to, steps=_steps(), wait=wait, timeout_s=timeout
+            open_session(load()), name, to, steps=new_steps(), wait=wait, timeout_s=timeout
         )
         output.success(f"Rolled {name} back from {before} to {after}.")
 
@@ -425,7 +427,7 @@ def deployment_prune(
         branches = git.remote_branches(git.repo_root(Path.cwd()), remote)
         project = project_name(Path.cwd()) if loaded.config.use_project_name else None
         environments = {k for k in read_config_file(loaded.path) if k != "defaults"}
-        session = _session(loaded)
+        session = open_session(loaded)
         candidates = plan_prune(
             session.state.read().values,
             remote_branches=branches,
@@ -435,7 +437,7 @@ def deployment_prune(
             include_cicd=include_cicd,
             now=dt.datetime.now(dt.timezone.utc),
         )
-        removed = prune(session, candidates, steps=_steps(), dry_run=dry_run)
+        removed = prune(session, candidates, steps=new_steps(), dry_run=dry_run)
         if output_format is OutputFormat.json:
             output.print_json(
                 {

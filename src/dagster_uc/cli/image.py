@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dagster_uc import output
-from dagster_uc.cli.base import OutputFormat, OutputOption, _session, command_group, load, run
+from dagster_uc.cli.base import OutputFormat, OutputOption, command_group, load, open_session, run
 
 image_app = command_group("image", "Manage deployment images in the registry.")
 
@@ -30,7 +30,7 @@ def image_prune(
     def body() -> None:
         from dagster_uc.images import prune_images
 
-        results = prune_images(_session(load()), keep=keep, dry_run=dry_run)
+        results = prune_images(open_session(load()), keep=keep, dry_run=dry_run)
         manifests = sum(len(r.plan.deletions) for r in results)
         tags = sum(r.tag_count for r in results)
         if output_format is OutputFormat.json:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dagster_uc import output
-from dagster_uc.cli.base import OutputFormat, OutputOption, _session, command_group, load, run
+from dagster_uc.cli.base import OutputFormat, OutputOption, command_group, load, open_session, run
 
 lock_app = command_group("lock", "Inspect or release the deploy lock.")
 
@@ -21,7 +21,7 @@ def lock_status(output_format: OutputOption = OutputFormat.text) -> None:
         from dagster_uc.release_mode import location_lock_statuses
 
         loaded = load()
-        client = _session(loaded).client
+        client = open_session(loaded).client
         status = read_status(client, loaded.config)
         # The per-location Leases (helm_release_mode per-location): the held ones.
         held = [s for s in location_lock_statuses(client, loaded.config) if s.is_held()]
@@ -47,7 +47,7 @@ def lock_release(
         from dagster_uc.lock import release_lock
 
         loaded = load()
-        message = release_lock(_session(loaded).client, loaded.config, force=force)
+        message = release_lock(open_session(loaded).client, loaded.config, force=force)
         output.success(message)
 
     run(body)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dagster_uc import output
-from dagster_uc.cli.base import _session, _steps, app, load, run
+from dagster_uc.cli.base import app, load, new_steps, open_session, run
 
 
 @app.command("migrate")
@@ -37,9 +37,9 @@ def migrate_command(
         from dagster_uc.migrate import migrate
 
         plan = migrate(
-            _session(load()),
+            open_session(load()),
             to,
-            steps=_steps(),
+            steps=new_steps(),
             dry_run=dry_run,
             timeout_s=timeout,
             reset_lock=reset_lock,
